@@ -1,0 +1,32 @@
+"""dicomrecon: DICOM slice series to correct 3D volumes, or a refusal with a reason.
+
+Python API (ITK users)::
+
+    import dicomrecon
+    result = dicomrecon.scan("study/")            # series, groups, skipped files, findings
+    image = dicomrecon.read("study/series1/")     # SimpleITK.Image in LPS, x=column y=row z=slice
+    vol = dicomrecon.read_volume("study/series1/")  # numpy (nz, ny, nx) + (4, 4) LPS affine
+    vol.to_itk()                                  # itk.Image (pip install 'dicomrecon[itk]')
+
+Submodules are imported lazily so that the command line starts fast.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["scan", "read", "read_volume", "convert", "Volume", "DicomReconError", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("scan", "read", "read_volume"):
+        from . import api
+        return getattr(api, name)
+    if name == "convert":
+        from .convert import convert
+        return convert
+    if name == "Volume":
+        from .volume import Volume
+        return Volume
+    if name == "DicomReconError":
+        from .errors import DicomReconError
+        return DicomReconError
+    raise AttributeError(f"module 'dicomrecon' has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""The ``dicomrecon`` command line.  Heavy imports live inside the commands so --help is instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import DicomReconError, ExitCode
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
+         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 some groups refused, "
+         "5 every group refused, 6 bad output folder, 7 bad input path, 8 ambiguous input.",
+)
+
+
+class Format(str, Enum):
+    nii_gz = "nii.gz"
+    nii = "nii"
+    nrrd = "nrrd"
+    mha = "mha"
+
+
+class _State:
+    debug = False
+
+
+def _err(message: str) -> None:
+    typer.secho(f"dicomrecon: error: {message}", fg=typer.colors.RED, err=True)
+
+
+def _run(fn):
+    """The one error handler: a known error is one line and its exit code."""
+    try:
+        return fn()
+    except DicomReconError as exc:
+        if _State.debug:
+            raise
+        _err(str(exc))
+        raise typer.Exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: one line unless --debug
+        if _State.debug:
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the "
+             "traceback, and please report it)")
+        raise typer.Exit(int(ExitCode.INTERNAL_ERROR))
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"dicomrecon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    _State.debug = debug
+
+
+def _progress_enabled(flag: Optional[bool]) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+class _Progress:
+    """A rich progress bar on stderr when asked for (default: when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.tasks = {}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage, label, done, total):
+        if not self.bar:
+            return
+        key = (stage, label)
+        if key not in self.tasks:
+            text = {"scan": "reading headers", "decode": f"decoding {label}",
+                    "write": f"writing {label}"}.get(stage, stage)
+            self.tasks[key] = self.bar.add_task(text, total=total)
+        self.bar.update(self.tasks[key], completed=done, total=total)
+
+
+# --------------------------------------------------------------------------------------------
+@app.command("scan")
+def scan_cmd(
+    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of a table."),
+    series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar (default: on a terminal)."),
+):
+    """List the series and volume groups under INPUT with their geometry and findings."""
+    def run():
+        from .discovery import scan
+        from .report import scan_json, scan_table
+        with _Progress(_progress_enabled(progress)) as bar:
+            result = scan(str(input), series_uid=series,
+                          progress=lambda d, t: bar("scan", "", d, t))
+        if as_json:
+            typer.echo(json.dumps(scan_json(result), indent=2, default=str))
+        else:
+            typer.echo(scan_table(result))
+        if not result.groups:
+            from .errors import NoDicomError
+            raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
+                               "skipped)")
+    _run(run)
+
+
+@app.command("convert")
+def convert_cmd(
+    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if needed; "
+                                "never inside INPUT)."),
+    fmt: Format = typer.Option(Format.nii_gz, "-f", "--format", help="Output format."),
+    series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
+    name: str = typer.Option("%n_%d", "--name", help="Output name template: %n SeriesNumber, "
+                             "%d SeriesDescription, %m Modality, %p ProtocolName, %i PatientID, "
+                             "%u SeriesInstanceUID, %g group index."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar (default: on a terminal)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only errors and refusals."),
+):
+    """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
+    def run():
+        from .convert import convert
+        from .errors import NoDicomError
+        with _Progress(_progress_enabled(progress)) as bar:
+            result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
+                             name=name, progress=bar)
+        for path, why in result.skipped:
+            if not quiet:
+                typer.echo(f"skipped {path}: {why}", err=True)
+        for o in result.outputs:
+            if not quiet:
+                typer.echo(f"wrote {o.path} ({'x'.join(map(str, o.shape_xyz))}) + "
+                           f"{os.path.basename(o.sidecar)}")
+        for r in result.refused:
+            for reason in r.reasons:
+                typer.secho(f"refused group {r.group}: {reason['message']}",
+                            fg=typer.colors.YELLOW, err=True)
+        if not result.outputs and not result.refused:
+            raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
+                               "skipped)")
+        if result.refused:
+            code = ExitCode.PARTIAL if result.outputs else ExitCode.NOTHING_CONVERTED
+            raise typer.Exit(int(code))
+    _run(run)
+
+
+def main():  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

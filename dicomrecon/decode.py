@@ -1,0 +1,187 @@
+"""Decode the pixels of a sorted group into one (nz, ny, nx) array of real-world values.
+
+Two paths, one value rule:
+
+* uncompressed files: the stored bytes are read straight from the offset the header reader
+  found into the output array (no copy per slice, no decoder);
+* compressed files: pydicom decodes each frame through GDCM (the codecs SimpleITK uses) or its
+  own RLE decoder.
+
+Both give the *stored* integers; :func:`plan_values` then decides the output type:
+
+* every slice shares one integer RescaleSlope/Intercept: an exact integer type, the smallest that
+  holds the rescaled range (CT comes out in HU);
+* they differ between slices, or are not integers: float32, each slice with its own.
+
+MONOCHROME1 is never inverted: the value is the stored value, and the sidecar records the
+PhotometricInterpretation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .errors import DicomReconError
+from .headers import SliceHeader
+
+ProgressFn = Optional[Callable[[int, int], None]]
+
+
+class DecodeError(DicomReconError):
+    pass
+
+
+@dataclass
+class ValuePlan:
+    mode: str                 # "none", "uniform" or "per-slice"
+    slope: Optional[float]
+    intercept: Optional[float]
+    stored_dtype: np.dtype
+
+    def to_dict(self) -> dict:
+        return {"rescale": self.mode, "slope": self.slope, "intercept": self.intercept,
+                "stored_dtype": str(self.stored_dtype)}
+
+
+def stored_dtype(h: SliceHeader) -> np.dtype:
+    kind = "i" if h.pixel_representation else "u"
+    return np.dtype(f"{kind}{h.bits_allocated // 8}")
+
+
+def plan_values(slices: list) -> ValuePlan:
+    pairs = {(h.rescale_slope, h.rescale_intercept) for h in slices}
+    dt = stored_dtype(slices[0])
+    if len(pairs) > 1:
+        return ValuePlan("per-slice", None, None, dt)
+    slope, intercept = pairs.pop()
+    if slope == 1.0 and intercept == 0.0:
+        return ValuePlan("none", 1.0, 0.0, dt)
+    return ValuePlan("uniform", slope, intercept, dt)
+
+
+def _is_int(v: float) -> bool:
+    return float(v).is_integer()
+
+
+INT_TYPES = [np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")]
+
+
+def _fit_int(lo: float, hi: float, prefer_size: int) -> np.dtype:
+    fits = [t for t in INT_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max]
+    same = [t for t in fits if t.itemsize == prefer_size]
+    return (same or fits)[0]
+
+
+def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
+    """Return ``(array (nz, ny, nx), ValuePlan, notes)`` for slices already in output order."""
+    plan = plan_values(slices)
+    raw_dt = plan.stored_dtype
+    nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
+    per_slice = plan.mode == "per-slice" or (
+        plan.mode == "uniform" and not (_is_int(plan.slope) and _is_int(plan.intercept)))
+    notes = []
+    if per_slice:
+        out = np.empty((nz, ny, nx), dtype=np.float32)
+        buf = np.empty((ny, nx), dtype=raw_dt)
+        for k, h in enumerate(slices):
+            raw = _read_frame(h, buf)
+            raw = _fix_bits(raw.copy() if raw is not buf else raw, h)
+            np.multiply(raw, np.float32(h.rescale_slope), out=out[k], casting="unsafe")
+            out[k] += np.float32(h.rescale_intercept)
+            if progress:
+                progress(k + 1, nz)
+        notes.append("applied each slice's own (0028,1053) 'Rescale Slope' and (0028,1052) "
+                     "'Rescale Intercept'; values are float32" if plan.mode == "per-slice" else
+                     f"applied (0028,1053) 'Rescale Slope' {plan.slope:g} and (0028,1052) "
+                     f"'Rescale Intercept' {plan.intercept:g} (not integers); values are float32")
+        return out, plan, notes
+
+    out = np.empty((nz, ny, nx), dtype=raw_dt)
+    for k, h in enumerate(slices):
+        got = _read_frame(h, out[k])
+        if got is not out[k]:
+            out[k] = got
+        if progress:
+            progress(k + 1, nz)
+    out = _fix_bits(out, slices[0])
+    if plan.mode == "none":
+        return out, plan, notes
+    slope, intercept = int(plan.slope), int(plan.intercept)
+    lo, hi = (int(out.min()), int(out.max())) if out.size else (0, 0)
+    ends = sorted([lo * slope + intercept, hi * slope + intercept])
+    target = _fit_int(ends[0], ends[1], raw_dt.itemsize)
+    if target.itemsize == raw_dt.itemsize:
+        # Modular arithmetic in the stored type, then reinterpret the bits: exact whenever the
+        # true result fits the target type, which _fit_int guarantees.  No extra memory.
+        wrap = out
+        if slope != 1:
+            np.multiply(wrap, slope, out=wrap, casting="unsafe")
+        if intercept:
+            np.add(wrap, np.array(intercept).astype(raw_dt, casting="unsafe"), out=wrap,
+                   casting="unsafe")
+        out = wrap.view(target)
+    else:
+        res = out.astype(target)
+        if slope != 1:
+            res *= slope
+        res += intercept
+        out = res
+    notes.append(f"applied (0028,1053) 'Rescale Slope' {slope} and (0028,1052) 'Rescale "
+                 f"Intercept' {intercept} to every slice; values are exact {out.dtype}")
+    return out, plan, notes
+
+
+def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
+    """Stored values of ``h``'s single frame, read into ``into`` when possible."""
+    if h.is_native:
+        try:
+            with open(h.path, "rb") as fp:
+                fp.seek(h.pixel_offset)
+                if h.byte_order == ">" and into.dtype.itemsize > 1:
+                    n = fp.readinto(memoryview(into.view(np.uint8).reshape(-1)))
+                    into.byteswap(inplace=True)
+                else:
+                    n = fp.readinto(memoryview(into.view(np.uint8).reshape(-1)))
+        except OSError as exc:
+            raise DecodeError(f"{h.path}: cannot read pixel data ({exc.strerror})")
+        if n != into.nbytes:
+            raise DecodeError(f"{h.path}: truncated (7FE0,0010) 'Pixel Data': {n} bytes read, "
+                              f"{into.nbytes} expected")
+        return into
+    return _decode_compressed(h)
+
+
+def _decode_compressed(h: SliceHeader) -> np.ndarray:
+    import pydicom
+    try:
+        ds = pydicom.dcmread(h.path)
+        arr = ds.pixel_array
+    except Exception as exc:  # decoders raise many types; name the file and syntax
+        from pydicom.uid import UID
+        raise DecodeError(f"{h.path}: cannot decode (7FE0,0010) 'Pixel Data' with transfer syntax "
+                          f"'{UID(h.transfer_syntax).name}' ({type(exc).__name__}: {exc})")
+    if arr.shape != (h.rows, h.columns):
+        raise DecodeError(f"{h.path}: decoded pixel data has shape {arr.shape}, expected "
+                          f"{(h.rows, h.columns)} from (0028,0010)/(0028,0011)")
+    return arr
+
+
+def _fix_bits(arr: np.ndarray, h: SliceHeader) -> np.ndarray:
+    """Mask bits above BitsStored and sign-extend signed data (overlay bits, padding)."""
+    bits, alloc = h.bits_stored, h.bits_allocated
+    if not (0 < bits < alloc):
+        return arr
+    if h.pixel_representation:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            shift = alloc - bits
+            np.left_shift(arr, shift, out=arr)
+            np.right_shift(arr, shift, out=arr)
+    else:
+        hi = (1 << bits) - 1
+        if arr.size and arr.max() > hi:
+            np.bitwise_and(arr, np.array(hi, dtype=arr.dtype), out=arr)
+    return arr

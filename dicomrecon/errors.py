@@ -1,0 +1,62 @@
+"""Errors with documented exit codes.
+
+Every error dicomrecon raises on purpose is a :class:`DicomReconError`; the CLI prints its
+message as one line and exits with its ``exit_code`` (see README, "Exit codes").
+Anything else is a bug: exit code 1, traceback with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL_ERROR = 1     # a bug: please report it with the output of --debug
+    USAGE = 2              # bad command-line options (typer/click's own code)
+    NO_DICOM = 3           # the input holds no readable DICOM image
+    PARTIAL = 4            # some volumes were written, some groups were refused
+    NOTHING_CONVERTED = 5  # DICOM images were found but every group was refused
+    BAD_OUTPUT = 6         # the output folder cannot be created or written
+    BAD_INPUT = 7          # the input path does not exist or cannot be read
+    AMBIGUOUS = 8          # API/CLI asked for one volume but the input holds several
+
+
+class DicomReconError(Exception):
+    """An error with a user-facing one-line message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{msg} ({self.hint})" if self.hint else msg
+
+
+class NoDicomError(DicomReconError):
+    exit_code = ExitCode.NO_DICOM
+
+
+class InputError(DicomReconError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class OutputError(DicomReconError):
+    exit_code = ExitCode.BAD_OUTPUT
+
+
+class RefusedError(DicomReconError):
+    """A group cannot be reconstructed correctly; ``findings`` say why."""
+
+    exit_code = ExitCode.NOTHING_CONVERTED
+
+    def __init__(self, message: str, findings=(), **kw):
+        super().__init__(message, **kw)
+        self.findings = list(findings)
+
+
+class AmbiguousInputError(DicomReconError):
+    exit_code = ExitCode.AMBIGUOUS

@@ -1,0 +1,269 @@
+"""Read the header tags dicomrecon needs from one file, without decoding pixels.
+
+:func:`read_header` returns a :class:`SliceHeader` (plain Python values) or raises
+:class:`SkipFile` with a reason naming the file, the tag and the value.  It also records where
+the pixel bytes start, so that uncompressed pixel data can later be read straight into the
+output array.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+#: Uncompressed transfer syntaxes whose pixel bytes we read directly.
+NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2": "<",     # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1": "<",   # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2": ">",   # Explicit VR Big Endian (retired)
+}
+
+PIXEL_DATA_TAGS = {0x7FE00010: "Pixel Data", 0x7FE00008: "Float Pixel Data",
+                   0x7FE00009: "Double Float Pixel Data"}
+
+#: Tags read from each header (everything else is skipped unparsed).
+TAGS = [
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+    "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "Manufacturer",
+    "SeriesNumber", "SeriesDescription", "InstanceNumber", "AcquisitionNumber", "ImageType",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+    "SpacingBetweenSlices", "GantryDetectorTilt", "Rows", "Columns", "NumberOfFrames",
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "BitsAllocated",
+    "BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+    "RescaleType", "PixelPaddingValue", "EchoNumbers", "EchoTime", "TemporalPositionIdentifier",
+    "PatientID", "PatientName", "StudyDate", "SeriesDate", "BodyPartExamined",
+    "ProtocolName", "ImageComments",
+]
+
+
+class SkipFile(Exception):
+    """A file that is not a usable DICOM image; the message says why."""
+
+
+@dataclass
+class SliceHeader:
+    path: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    modality: str
+    manufacturer: str
+    series_number: Optional[int]
+    series_description: str
+    instance_number: Optional[int]
+    acquisition_number: Optional[int]
+    image_type: tuple
+    ipp: Optional[tuple]
+    iop: Optional[tuple]
+    pixel_spacing: Optional[tuple]
+    slice_thickness: Optional[float]
+    gantry_tilt: Optional[float]
+    rows: int
+    columns: int
+    number_of_frames: int
+    samples_per_pixel: int
+    photometric: str
+    planar_configuration: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    rescale_slope: float
+    rescale_intercept: float
+    rescale_type: str
+    has_rescale: bool
+    pixel_padding_value: Optional[int]
+    echo_numbers: Optional[str]
+    echo_time: Optional[float]
+    temporal_position: Optional[int]
+    transfer_syntax: str
+    pixel_offset: Optional[int]   # start of native pixel bytes, None when encapsulated
+    patient_id: str = ""
+    patient_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def byte_order(self) -> Optional[str]:
+        return NATIVE_SYNTAXES.get(self.transfer_syntax)
+
+    @property
+    def is_native(self) -> bool:
+        return self.pixel_offset is not None
+
+    @property
+    def frame_nbytes(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated // 8
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+def _num(ds, kw, cast=float):
+    v = ds.get(kw)
+    if v is None or v == "":
+        return None
+    try:
+        if isinstance(v, (list, tuple, pydicom.multival.MultiValue)):
+            v = v[0]
+        return cast(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _vec(ds, kw, n, path):
+    v = ds.get(kw)
+    if v is None or v == "":
+        return None
+    try:
+        vals = tuple(float(x) for x in (v if isinstance(v, (list, tuple, pydicom.multival.MultiValue)) else [v]))
+    except (TypeError, ValueError):
+        raise SkipFile(f"{path}: a {_tagname(kw)} value of '{v}' is invalid, it must be {n} numbers")
+    if len(vals) != n:
+        raise SkipFile(f"{path}: a {_tagname(kw)} value of '{v}' is invalid, it must be {n} numbers")
+    return vals
+
+
+def _tagname(kw):
+    tag = pydicom.datadict.tag_for_keyword(kw)
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{pydicom.datadict.dictionary_description(tag)}'"
+
+
+def _str(ds, kw):
+    v = ds.get(kw)
+    if v is None:
+        return ""
+    return str(v).strip()
+
+
+def _locate_pixels(fp, size: int, implicit: bool, little: bool):
+    """At the position pydicom stopped: return (tag, value offset, length) or None."""
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    e = "<" if little else ">"
+    group, elem = struct.unpack(e + "HH", head[:4])
+    tag = (group << 16) | elem
+    if implicit:
+        (length,) = struct.unpack(e + "L", head[4:8])
+        return tag, start + 8, length
+    vr = head[4:6]
+    if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
+        if len(head) < 12:
+            return tag, start + 12, -1
+        (length,) = struct.unpack(e + "L", head[8:12])
+        return tag, start + 12, length
+    (length,) = struct.unpack(e + "H", head[6:8])
+    return tag, start + 8, length
+
+
+def read_header(path: str) -> SliceHeader:
+    """Read one file's header. Raises :class:`SkipFile` with a reason."""
+    try:
+        size = os.path.getsize(path)
+        fp = open(path, "rb")
+    except OSError as exc:
+        raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
+    with fp:
+        try:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=TAGS)
+        except InvalidDicomError:
+            raise SkipFile(f"{path}: not a DICOM file (no 'DICM' prefix at byte 128 and no "
+                           "File Meta Information)")
+        except Exception as exc:  # pydicom raises many types on corrupt or truncated headers
+            raise SkipFile(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        if not ts:
+            raise SkipFile(f"{path}: a (0002,0010) 'Transfer Syntax UID' is missing")
+        implicit, little = ds.original_encoding
+        if implicit is None:  # pydicom could not tell (empty dataset)
+            implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
+        where = None
+        if ts != "1.2.840.10008.1.2.1.99":  # deflated: pydicom read from an inflated buffer
+            where = _locate_pixels(fp, size, implicit, little)
+    sop_class = _str(ds, "SOPClassUID")
+    if where is None or where[0] not in PIXEL_DATA_TAGS:
+        kind = UID(sop_class).name if sop_class else "unknown SOP class"
+        if ts == "1.2.840.10008.1.2.1.99":
+            raise SkipFile(f"{path}: deflated transfer syntax '{ts}' is not supported")
+        raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
+    tag, offset, length = where
+    if tag != 0x7FE00010:
+        raise SkipFile(f"{path}: ({tag >> 16:04X},{tag & 0xFFFF:04X}) '{PIXEL_DATA_TAGS[tag]}' "
+                       "is not supported, only (7FE0,0010) 'Pixel Data'")
+
+    rows, cols = _num(ds, "Rows", int), _num(ds, "Columns", int)
+    if not rows or not cols:
+        raise SkipFile(f"{path}: a (0028,0010) 'Rows' / (0028,0011) 'Columns' value of "
+                       f"'{rows}'/'{cols}' is invalid, both must be positive")
+    bits_alloc = _num(ds, "BitsAllocated", int)
+    if bits_alloc not in (1, 8, 16, 32, 64):
+        raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
+                       "invalid, it must be 1, 8, 16, 32 or 64")
+    spp = _num(ds, "SamplesPerPixel", int) or 1
+    frames = _num(ds, "NumberOfFrames", int) or 1
+    native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF
+    if native:
+        expected = rows * cols * spp * frames * bits_alloc // 8
+        if length < expected or offset + expected > size:
+            have = max(0, min(length, size - offset))
+            raise SkipFile(f"{path}: truncated (7FE0,0010) 'Pixel Data': {have} bytes present, "
+                           f"{expected} expected for {rows}x{cols}x{frames} frame(s) of "
+                           f"{bits_alloc}-bit samples")
+    elif ts in NATIVE_SYNTAXES:
+        raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
+                       f"syntax '{ts}' is uncompressed")
+    slope = _num(ds, "RescaleSlope")
+    intercept = _num(ds, "RescaleIntercept")
+    pr = _num(ds, "PixelRepresentation", int) or 0
+    ppv = ds.get("PixelPaddingValue")
+    echo = ds.get("EchoNumbers")
+    return SliceHeader(
+        path=path,
+        sop_instance_uid=_str(ds, "SOPInstanceUID"),
+        sop_class_uid=sop_class,
+        series_instance_uid=_str(ds, "SeriesInstanceUID"),
+        study_instance_uid=_str(ds, "StudyInstanceUID"),
+        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"),
+        modality=_str(ds, "Modality"),
+        manufacturer=_str(ds, "Manufacturer"),
+        series_number=_num(ds, "SeriesNumber", int),
+        series_description=_str(ds, "SeriesDescription"),
+        instance_number=_num(ds, "InstanceNumber", int),
+        acquisition_number=_num(ds, "AcquisitionNumber", int),
+        image_type=tuple(str(x) for x in (ds.get("ImageType") or ())) if not isinstance(ds.get("ImageType"), str) else (ds.get("ImageType"),),
+        ipp=_vec(ds, "ImagePositionPatient", 3, path),
+        iop=_vec(ds, "ImageOrientationPatient", 6, path),
+        pixel_spacing=_vec(ds, "PixelSpacing", 2, path),
+        slice_thickness=_num(ds, "SliceThickness"),
+        gantry_tilt=_num(ds, "GantryDetectorTilt"),
+        rows=rows, columns=cols, number_of_frames=frames, samples_per_pixel=spp,
+        photometric=_str(ds, "PhotometricInterpretation"),
+        planar_configuration=_num(ds, "PlanarConfiguration", int) or 0,
+        bits_allocated=bits_alloc,
+        bits_stored=_num(ds, "BitsStored", int) or bits_alloc,
+        pixel_representation=pr,
+        rescale_slope=1.0 if slope is None else slope,
+        rescale_intercept=0.0 if intercept is None else intercept,
+        rescale_type=_str(ds, "RescaleType"),
+        has_rescale=slope is not None or intercept is not None,
+        pixel_padding_value=int(ppv) if isinstance(ppv, int) else None,
+        echo_numbers=str(echo) if echo is not None else None,
+        echo_time=_num(ds, "EchoTime"),
+        temporal_position=_num(ds, "TemporalPositionIdentifier", int),
+        transfer_syntax=ts,
+        pixel_offset=offset if native else None,
+        patient_id=_str(ds, "PatientID"),
+        patient_name=_str(ds, "PatientName"),
+        extra={k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
+                                          "BodyPartExamined") if ds.get(k) is not None},
+    )

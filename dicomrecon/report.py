@@ -1,0 +1,81 @@
+"""Human and JSON views of a scan."""
+
+from __future__ import annotations
+
+import math
+
+from .discovery import Group, ScanResult
+from .geometry import INFO
+
+
+def _spacing(g: Group) -> str:
+    f = g.first
+    if g.geometry is None or f.pixel_spacing is None:
+        return "-"
+    s = g.geometry.spacing
+    px = f"{f.pixel_spacing[1]:.3g}x{f.pixel_spacing[0]:.3g}"
+    if len(g.slices) < 2 or math.isnan(s.nominal):
+        return f"{px} mm"
+    if s.regular and not s.n_duplicates:
+        return f"{px}x{s.nominal:.4g} mm"
+    return f"{px} mm, z {s.minimum:.4g}/{s.nominal:.4g}/{s.maximum:.4g} (min/med/max)"
+
+
+def _tilt(g: Group) -> str:
+    geom = g.geometry
+    if geom is None:
+        return "-"
+    est = f"{geom.tilt_deg:.3g}" if geom.is_tilted else "0"
+    tag = "" if geom.tilt_tag_deg is None else f" (tag {geom.tilt_tag_deg:g})"
+    return est + tag
+
+
+def _status(g: Group) -> str:
+    if g.refused:
+        return "REFUSED: " + " | ".join(f.code for f in g.reasons)
+    notes = [f.code for f in g.findings if f.severity != INFO]
+    return "ok" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def scan_table(result: ScanResult) -> str:
+    header = ["group", "mod", "series", "size", "orientation", "spacing", "tilt deg", "status"]
+    rows = []
+    for s in result.series:
+        for g in s.groups:
+            desc = (s.description or "")[:28]
+            rows.append([g.label, g.first.modality or "-", desc or "-",
+                         "x".join(map(str, g.shape_xyz)), g.describe_orientation(),
+                         _spacing(g), _tilt(g), _status(g)])
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    out = [f"{result.root}: {result.n_files} file(s), {len(result.series)} series, "
+           f"{len(result.groups)} group(s), {len(result.skipped)} skipped", "",
+           line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    details = [f"  {g.label} {f.severity}: {f.message}" for g in result.groups
+               for f in g.findings if f.severity != INFO]
+    if details:
+        out += ["", "findings:"] + details
+    if result.skipped:
+        out += ["", "skipped files:"] + [f"  {p}: {why}" for p, why in result.skipped]
+    return "\n".join(out)
+
+
+def scan_json(result: ScanResult) -> dict:
+    return {
+        "input": result.root,
+        "files_read": result.n_files,
+        "series": [{
+            "series_instance_uid": s.uid, "series_number": s.number,
+            "series_description": s.description, "modality": s.modality,
+            "groups": [{
+                "group": g.label, "n_files": len(g.slices), "shape_xyz": list(g.shape_xyz),
+                "split_keys": g.split_keys, "orientation": g.describe_orientation(),
+                "refused": g.refused,
+                "geometry": g.geometry.to_dict() if g.geometry else None,
+                "findings": [f.to_dict() for f in g.findings],
+                "files": [h.path for h in g.slices],
+            } for g in s.groups],
+        } for s in result.series],
+        "skipped_files": [{"file": p, "reason": why} for p, why in result.skipped],
+    }

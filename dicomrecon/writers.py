@@ -1,0 +1,259 @@
+"""Volume writers: NIfTI-1 (.nii, .nii.gz), NRRD (.nrrd) and MetaImage (.mha), plus JSON.
+
+Each writer streams the array's bytes after a small header, so a volume is never copied in
+memory; each writes to a temporary file in the destination folder and renames it into place,
+so a reader never sees a half-written file.  gzip is ISA-L's (``isal``), several times faster
+than zlib at the same format.
+
+The array is (nz, ny, nx) in C order, which is exactly the x-fastest order all three formats
+store.  ``affine`` maps (x, y, z) index to LPS mm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+
+from .errors import OutputError
+from .geometry import LPS_TO_RAS, decompose_affine
+
+FORMATS = ("nii.gz", "nii", "nrrd", "mha")
+
+_NIFTI_CODES = {
+    np.dtype("uint8"): 2, np.dtype("int16"): 4, np.dtype("int32"): 8, np.dtype("float32"): 16,
+    np.dtype("float64"): 64, np.dtype("int8"): 256, np.dtype("uint16"): 512,
+    np.dtype("uint32"): 768, np.dtype("int64"): 1024, np.dtype("uint64"): 1280,
+}
+_NRRD_TYPES = {
+    "int8": "signed char", "uint8": "uchar", "int16": "short", "uint16": "ushort",
+    "int32": "int", "uint32": "uint", "int64": "longlong", "uint64": "ulonglong",
+    "float32": "float", "float64": "double",
+}
+_MET_TYPES = {
+    "int8": "MET_CHAR", "uint8": "MET_UCHAR", "int16": "MET_SHORT", "uint16": "MET_USHORT",
+    "int32": "MET_INT", "uint32": "MET_UINT", "int64": "MET_LONG_LONG",
+    "uint64": "MET_ULONG_LONG", "float32": "MET_FLOAT", "float64": "MET_DOUBLE",
+}
+
+CHUNK = 1 << 24  # 16 MiB slices of the array per write call
+
+
+def extension(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise OutputError(f"unknown output format '{fmt}', choose one of {', '.join(FORMATS)}")
+    return "." + fmt
+
+
+@contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dicomrecon-", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write here ({exc.strerror})")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _open_out(tmp: str, gz: bool):
+    if gz:
+        from isal import igzip_threaded
+        return igzip_threaded.open(tmp, "wb", compresslevel=2, threads=max(1, min(4, os.cpu_count() or 1)))
+    return open(tmp, "wb")
+
+
+def _write_array(fp, array: np.ndarray) -> None:
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype.byteorder == ">":
+        flat = flat.astype(flat.dtype.newbyteorder("<"))
+    step = max(1, CHUNK // max(1, flat.itemsize))
+    for i in range(0, flat.size, step):
+        fp.write(memoryview(flat[i:i + step]).cast("B"))
+
+
+def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str, *,
+                 description: str = "dicomrecon") -> None:
+    """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`)."""
+    if array.ndim != 3:
+        raise OutputError(f"{path}: expected a 3D array, got shape {array.shape}")
+    if array.dtype not in _NIFTI_CODES:
+        raise OutputError(f"{path}: cannot write pixel type {array.dtype}")
+    try:
+        with atomic_path(path) as tmp:
+            if fmt in ("nii", "nii.gz"):
+                header = nifti_header(array.shape, array.dtype, affine_lps, description)
+                with _open_out(tmp, fmt == "nii.gz") as fp:
+                    fp.write(header)
+                    _write_array(fp, array)
+            elif fmt == "nrrd":
+                with open(tmp, "wb") as fp:
+                    fp.write(nrrd_header(array.shape, array.dtype, affine_lps))
+                    _write_array(fp, array)
+            elif fmt == "mha":
+                _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
+                with open(tmp, "wb") as fp:
+                    fp.write(mha_header(array.shape, array.dtype, affine_lps))
+                    _write_array(fp, array)
+            else:
+                extension(fmt)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def write_json(path: str, obj) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fp:
+                json.dump(obj, fp, indent=2, default=_json_default)
+                fp.write("\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer, np.floating, np.bool_)):
+        return o.item()
+    return str(o)
+
+
+def _check_orthogonal(affine, what, path):
+    _, _, direction = decompose_affine(affine)
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
+        raise OutputError(f"{path}: {what} cannot hold a sheared (non-orthogonal) grid; "
+                          "write NIfTI or NRRD, or resample")
+
+
+# ----------------------------------------------------------------------------- NIfTI-1
+def quaternion_from_rotation(r: np.ndarray):
+    """NIfTI quaternion (b, c, d) and qfac of a (3, 3) rotation with orthonormal columns.
+
+    A reflection (det < 0) is stored as qfac = -1 with the third column negated, as the
+    NIfTI-1 standard (and nifti1_io's ``nifti_mat44_to_quatern``) does.
+    """
+    r = np.array(r, dtype=float)
+    qfac = 1.0
+    if np.linalg.det(r) < 0:
+        qfac = -1.0
+        r[:, 2] = -r[:, 2]
+    # Shepperd's method on a proper rotation
+    t = np.trace(r)
+    if t > 0:
+        s = np.sqrt(t + 1.0) * 2
+        a, b = 0.25 * s, (r[2, 1] - r[1, 2]) / s
+        c, d = (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s
+    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+        s = np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2]) * 2
+        a, b = (r[2, 1] - r[1, 2]) / s, 0.25 * s
+        c, d = (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s
+    elif r[1, 1] > r[2, 2]:
+        s = np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2]) * 2
+        a, b = (r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s
+        c, d = 0.25 * s, (r[1, 2] + r[2, 1]) / s
+    else:
+        s = np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1]) * 2
+        a, b = (r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s
+        c, d = (r[1, 2] + r[2, 1]) / s, 0.25 * s
+    if a < 0:
+        b, c, d = -b, -c, -d
+    return (b, c, d), qfac
+
+
+def nifti_header(shape_zyx, dtype, affine_lps, description: str = "") -> bytes:
+    """348-byte NIfTI-1 header plus the 4-byte empty extension flag (vox_offset 352).
+
+    sform holds the exact RAS affine (sform_code 1, scanner).  qform (code 1) holds the same
+    grid when it is orthogonal; for a sheared grid, which a quaternion cannot express, the
+    qform code is 0 and only the sform is valid.
+    """
+    nz, ny, nx = shape_zyx
+    dtype = np.dtype(dtype)
+    ras = LPS_TO_RAS @ np.asarray(affine_lps, dtype=float)
+    origin, spacing, direction = decompose_affine(ras)
+    orthogonal = np.allclose(direction.T @ direction, np.eye(3), atol=1e-6)
+    (qb, qc, qd), qfac = quaternion_from_rotation(direction) if orthogonal else ((0, 0, 0), 1.0)
+    h = bytearray(352)
+    struct.pack_into("<i", h, 0, 348)
+    struct.pack_into("<c", h, 38, b"r")
+    struct.pack_into("<8h", h, 40, 3, nx, ny, nz, 1, 1, 1, 1)
+    struct.pack_into("<hh", h, 70, _NIFTI_CODES[dtype], dtype.itemsize * 8)
+    struct.pack_into("<8f", h, 76, qfac, *spacing, 0, 0, 0, 0)
+    struct.pack_into("<f", h, 108, 352.0)                 # vox_offset
+    struct.pack_into("<ff", h, 112, 1.0, 0.0)             # scl_slope, scl_inter: identity
+    struct.pack_into("<B", h, 123, 2)                     # xyzt_units: mm
+    desc = description.encode("ascii", "replace")[:79]
+    h[148:148 + len(desc)] = desc
+    struct.pack_into("<hh", h, 252, 1 if orthogonal else 0, 1)  # qform_code, sform_code
+    struct.pack_into("<6f", h, 256, qb, qc, qd, *origin)
+    struct.pack_into("<12f", h, 280, *ras[:3, :4].ravel())
+    h[344:348] = b"n+1\0"
+    return bytes(h)
+
+
+# ----------------------------------------------------------------------------- NRRD / MHA
+def _num(v: float) -> str:
+    return repr(float(v)) if not float(v).is_integer() else str(int(v))
+
+
+def nrrd_header(shape_zyx, dtype, affine_lps) -> bytes:
+    nz, ny, nx = shape_zyx
+    a = np.asarray(affine_lps, dtype=float)
+    dirs = " ".join("(" + ",".join(_num(v) for v in a[:3, i]) + ")" for i in range(3))
+    lines = [
+        "NRRD0004",
+        "# written by dicomrecon; format: http://teem.sourceforge.net/nrrd/format.html",
+        f"type: {_NRRD_TYPES[np.dtype(dtype).name]}",
+        "dimension: 3",
+        "space: left-posterior-superior",
+        f"sizes: {nx} {ny} {nz}",
+        f"space directions: {dirs}",
+        "kinds: domain domain domain",
+        "endian: little",
+        "encoding: raw",
+        "space origin: (" + ",".join(_num(v) for v in a[:3, 3]) + ")",
+    ]
+    return ("\n".join(lines) + "\n\n").encode("ascii")
+
+
+def mha_header(shape_zyx, dtype, affine_lps) -> bytes:
+    nz, ny, nx = shape_zyx
+    origin, spacing, direction = decompose_affine(affine_lps)
+    lines = [
+        "ObjectType = Image",
+        "NDims = 3",
+        "BinaryData = True",
+        "BinaryDataByteOrderMSB = False",
+        "CompressedData = False",
+        "TransformMatrix = " + " ".join(_num(v) for v in direction.T.ravel()),
+        "Offset = " + " ".join(_num(v) for v in origin),
+        "CenterOfRotation = 0 0 0",
+        "ElementSpacing = " + " ".join(_num(v) for v in spacing),
+        f"DimSize = {nx} {ny} {nz}",
+        f"ElementType = {_MET_TYPES[np.dtype(dtype).name]}",
+        "ElementDataFile = LOCAL",
+    ]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def output_format(path: str) -> Optional[str]:
+    for fmt in FORMATS:  # nii.gz before nii
+        if path.endswith("." + fmt):
+            return fmt
+    return None
