@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -163,9 +163,8 @@ def _slice_dataset(spec: SeriesSpec, i: int, ipp, study_uid, frame_uid) -> Datas
         if spec.modality == "CT":
             ds.RescaleType = "HU"
     pixels = spec.stored_slice(i, ipp)
-    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-    ds.is_implicit_VR = spec.transfer_syntax == ImplicitVRLittleEndian
-    ds.is_little_endian = True
+    order = ">" if spec.transfer_syntax == ExplicitVRBigEndian else "<"
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
     return ds
 
 

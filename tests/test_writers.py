@@ -1,0 +1,110 @@
+"""Each output format, read back by independent readers (nibabel, SimpleITK), in world space."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dicomrecon.errors import OutputError
+from dicomrecon.geometry import LPS_TO_RAS
+from dicomrecon.writers import FORMATS, quaternion_from_rotation, write_json, write_volume
+
+
+def oblique_affine():
+    a = np.eye(4)
+    c, s = np.cos(0.4), np.sin(0.4)
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    a[:3, :3] = rot @ np.diag([0.7, 0.9, 2.5])
+    a[:3, 3] = [-100.5, 20.25, 33.0]
+    return a
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "float32", "uint8", "int32"])
+def test_format_round_trip_through_simpleitk(tmp_path, fmt, dtype):
+    rng = np.random.default_rng(0)
+    arr = (rng.integers(0, 200, (5, 6, 7)) - (50 if dtype in ("int16", "int32", "float32") else 0)).astype(dtype)
+    aff = oblique_affine()
+    path = str(tmp_path / f"v.{fmt}")
+    write_volume(path, arr, aff, fmt)
+    img = sitk.ReadImage(path)
+    assert np.array_equal(sitk.GetArrayFromImage(img), arr)
+    assert sitk.GetArrayFromImage(img).dtype == arr.dtype
+    assert np.allclose(img.GetOrigin(), aff[:3, 3], atol=1e-4)
+    assert np.allclose(img.GetSpacing(), [0.7, 0.9, 2.5], atol=1e-5)
+    assert np.allclose(np.reshape(img.GetDirection(), (3, 3)) * [0.7, 0.9, 2.5], aff[:3, :3], atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir()] == [f"v.{fmt}"]  # no temp file left
+
+
+@pytest.mark.parametrize("fmt", ["nii", "nii.gz"])
+def test_nifti_sform_and_qform_agree_in_ras(tmp_path, fmt):
+    arr = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+    aff = oblique_affine()
+    path = tmp_path / f"v.{fmt}"
+    write_volume(str(path), arr, aff, fmt)
+    img = nib.load(str(path))
+    hdr = img.header
+    assert hdr["sform_code"] == 1 and hdr["qform_code"] == 1
+    ras = LPS_TO_RAS @ aff
+    assert np.allclose(hdr.get_sform(), ras, atol=1e-4)
+    assert np.allclose(hdr.get_qform(), ras, atol=1e-4)
+    # nibabel's array is indexed [x, y, z]; ours is (z, y, x)
+    assert np.array_equal(np.asarray(img.dataobj), arr.transpose(2, 1, 0))
+
+
+def test_reflected_direction_gets_qfac_minus_one(tmp_path):
+    aff = np.diag([0.5, 0.5, -2.0, 1.0])  # det < 0 after the RAS flip too
+    path = tmp_path / "r.nii"
+    write_volume(str(path), np.zeros((2, 3, 4), np.int16), aff, "nii")
+    hdr = nib.load(str(path)).header
+    assert np.allclose(hdr.get_qform(), LPS_TO_RAS @ aff)
+    assert hdr["pixdim"][0] in (-1, 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_quaternion_reproduces_random_rotations(seed):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    (b, c, d), qfac = quaternion_from_rotation(q)
+    a = np.sqrt(max(0.0, 1 - b * b - c * c - d * d))
+    r = np.array([[a*a+b*b-c*c-d*d, 2*(b*c-a*d), 2*(b*d+a*c)],
+                  [2*(b*c+a*d), a*a+c*c-b*b-d*d, 2*(c*d-a*b)],
+                  [2*(b*d-a*c), 2*(c*d+a*b), a*a+d*d-c*c-b*b]])
+    r[:, 2] *= qfac
+    assert np.allclose(r, q, atol=1e-9)
+
+
+def test_sheared_grid_nifti_keeps_exact_sform_and_zero_qform(tmp_path):
+    aff = np.eye(4)
+    aff[1, 2] = 0.6  # z axis leans along y: a sheared (tilted) grid
+    path = tmp_path / "s.nii"
+    write_volume(str(path), np.zeros((3, 4, 5), np.int16), aff, "nii")
+    hdr = nib.load(str(path)).header
+    assert hdr["qform_code"] == 0 and hdr["sform_code"] == 1
+    assert np.allclose(hdr.get_sform(), LPS_TO_RAS @ aff)
+
+
+def test_sheared_grid_is_refused_by_mha(tmp_path):
+    aff = np.eye(4)
+    aff[1, 2] = 0.6
+    with pytest.raises(OutputError, match="sheared"):
+        write_volume(str(tmp_path / "s.mha"), np.zeros((3, 4, 5), np.int16), aff, "mha")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import dicomrecon.writers as w
+
+    def boom(fp, array):
+        fp.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(w, "_write_array", boom)
+    with pytest.raises(OutputError, match="No space left"):
+        write_volume(str(tmp_path / "v.nii"), np.zeros((2, 2, 2), np.int16), np.eye(4), "nii")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_is_atomic_and_valid(tmp_path):
+    write_json(str(tmp_path / "a.json"), {"x": np.float32(1.5), "a": np.arange(3)})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1.5, "a": [0, 1, 2]}
