@@ -13,16 +13,20 @@ Submodules are imported lazily so that the command line starts fast.
 
 __version__ = "0.1.0"
 
-__all__ = ["scan", "read", "read_volume", "convert", "Volume", "DicomReconError", "__version__"]
+__all__ = ["scan", "read", "read_volume", "read_volumes", "convert", "Policy", "Volume",
+           "DicomReconError", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("scan", "read", "read_volume"):
+    if name in ("scan", "read", "read_volume", "read_volumes"):
         from . import api
         return getattr(api, name)
     if name == "convert":
         from .convert import convert
         return convert
+    if name == "Policy":
+        from .plan import Policy
+        return Policy
     if name == "Volume":
         from .volume import Volume
         return Volume

@@ -8,6 +8,7 @@ from typing import Optional, Union
 from .discovery import Group, ScanResult
 from .discovery import scan as _scan
 from .errors import AmbiguousInputError, NoDicomError, RefusedError
+from .plan import DEFAULT_POLICY, Policy, plan_group
 from .volume import Volume
 
 PathOrGroup = Union[str, os.PathLike, Group]
@@ -26,18 +27,19 @@ def _one_group(source: PathOrGroup, series_uid: Optional[str]) -> Group:
     if not groups:
         raise NoDicomError(f"{os.fspath(source)}: no DICOM image found "
                            f"({len(result.skipped)} file(s) skipped)")
-    good = [g for g in groups if not g.refused]
+    good = [g for g in groups if not plan_group(g).refused]
     if len(groups) > 1:
         listing = "; ".join(f"{g.label} {g.first.series_description!r} "
                             f"{'x'.join(map(str, g.shape_xyz))}"
-                            + (" (refused)" if g.refused else "") for g in groups)
+                            + ("" if g in good else " (refused)") for g in groups)
         raise AmbiguousInputError(
             f"{os.fspath(source)} contains {len(groups)} volumes ({len(good)} reconstructable): "
             f"{listing}", hint="pass one group from dicomrecon.scan(path).groups, or series_uid=")
     return groups[0]
 
 
-def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None) -> Volume:
+def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None,
+                policy: Optional[Policy] = None) -> Volume:
     """One volume as numpy (nz, ny, nx) plus a (4, 4) LPS affine.
 
     ``source`` is a path holding exactly one volume, or a :class:`Group` from :func:`scan`.
@@ -46,12 +48,26 @@ def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None) -> Vol
     that holds several volumes.
     """
     from .convert import load_group
-    return load_group(_one_group(source, series_uid))
+    return load_group(_one_group(source, series_uid), policy=policy or DEFAULT_POLICY)
 
 
-def read(source: PathOrGroup, *, series_uid: Optional[str] = None):
+def read_volumes(source: Union[str, os.PathLike, ScanResult], *,
+                 policy: Optional[Policy] = None) -> list:
+    """Every volume under a path (or of a :class:`ScanResult`), as the CLI would write them.
+
+    Refused groups are left out; ``plan_group(group, policy).refusals`` says why.
+    """
+    from .convert import load_plan
+    result = source if isinstance(source, ScanResult) else scan(source)
+    policy = policy or DEFAULT_POLICY
+    return [load_plan(vp, policy=policy) for g in result.groups
+            for vp in plan_group(g, policy).volumes]
+
+
+def read(source: PathOrGroup, *, series_uid: Optional[str] = None,
+         policy: Optional[Policy] = None):
     """One volume as a ``SimpleITK.Image`` in LPS, axes x = column, y = row, z = slice."""
-    return read_volume(source, series_uid=series_uid).to_sitk()
+    return read_volume(source, series_uid=series_uid, policy=policy).to_sitk()
 
 
-__all__ = ["scan", "read", "read_volume", "RefusedError"]
+__all__ = ["scan", "read", "read_volume", "read_volumes", "Policy", "RefusedError"]

@@ -29,6 +29,65 @@ class Format(str, Enum):
     mha = "mha"
 
 
+class TiltPolicy(str, Enum):
+    resample = "resample"
+    preserve = "preserve"
+    refuse = "refuse"
+
+
+class IrregularPolicy(str, Enum):
+    resample = "resample"
+    split = "split"
+    refuse = "refuse"
+
+
+class Interp(str, Enum):
+    linear = "linear"
+    nearest = "nearest"
+
+
+def _policy_options():
+    """The policy options shared by scan and convert (typer needs them per command)."""
+    return dict(
+        tilt=typer.Option(TiltPolicy.resample, "--tilt", help="Gantry-tilted stacks: resample "
+                          "onto an orthogonal grid, preserve the exact sheared grid (nii/nrrd "
+                          "only), or refuse."),
+        irregular=typer.Option(IrregularPolicy.resample, "--irregular", help="Irregular spacing, "
+                               "missing slices: resample onto a regular grid, split into "
+                               "regular runs, or refuse."),
+        spacing=typer.Option("median", "--spacing", help="Slice spacing when resampling: "
+                             "median or min of the source steps, or a number of mm."),
+        interpolation=typer.Option(Interp.linear, "--interpolation", help="linear, or nearest "
+                                   "for label images."),
+        max_gap=typer.Option(3.0, "--max-gap", help="When resampling, split the volume at gaps "
+                             "wider than this many median steps instead of filling them."),
+    )
+
+
+_P = _policy_options()
+
+
+def _make_policy(tilt, irregular, spacing, interpolation, max_gap):
+    from .plan import Policy
+    try:
+        return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
+                      interpolation=interpolation.value, max_gap=max_gap)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _spacing(value: str):
+    if value in ("median", "min"):
+        return value
+    try:
+        mm = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"--spacing {value!r}: use median, min or a number of mm")
+    if not mm > 0:
+        raise typer.BadParameter(f"--spacing {value!r}: must be a positive number of mm")
+    return mm
+
+
 class _State:
     debug = False
 
@@ -106,6 +165,7 @@ class _Progress:
         key = (stage, label)
         if key not in self.tasks:
             text = {"scan": "reading headers", "decode": f"decoding {label}",
+                    "resample": f"resampling {label}",
                     "write": f"writing {label}"}.get(stage, stage)
             self.tasks[key] = self.bar.add_task(text, total=total)
         self.bar.update(self.tasks[key], completed=done, total=total)
@@ -119,8 +179,14 @@ def scan_cmd(
     series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar (default: on a terminal)."),
+    tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
+    spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
+    max_gap: float = _P["max_gap"],
 ):
-    """List the series and volume groups under INPUT with their geometry and findings."""
+    """List the series and volume groups under INPUT, their geometry, findings, and what
+    convert would do with them under the given policy."""
+    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap)
+
     def run():
         from .discovery import scan
         from .report import scan_json, scan_table
@@ -128,9 +194,9 @@ def scan_cmd(
             result = scan(str(input), series_uid=series,
                           progress=lambda d, t: bar("scan", "", d, t))
         if as_json:
-            typer.echo(json.dumps(scan_json(result), indent=2, default=str))
+            typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
         else:
-            typer.echo(scan_table(result))
+            typer.echo(scan_table(result, policy))
         if not result.groups:
             from .errors import NoDicomError
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
@@ -151,14 +217,19 @@ def convert_cmd(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar (default: on a terminal)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only errors and refusals."),
+    tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
+    spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
+    max_gap: float = _P["max_gap"],
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
+    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap)
+
     def run():
         from .convert import convert
         from .errors import NoDicomError
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, progress=bar)
+                             name=name, policy=policy, progress=bar)
         for path, why in result.skipped:
             if not quiet:
                 typer.echo(f"skipped {path}: {why}", err=True)

@@ -11,8 +11,10 @@ from typing import Callable, Optional
 from . import __version__
 from .decode import decode
 from .discovery import Group, ScanResult, Series, scan
-from .errors import OutputError, RefusedError
-from .geometry import decompose_affine, lps_to_ras
+from .errors import AmbiguousInputError, OutputError, RefusedError
+from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
+from .resample import resample, target_grid
+from .geometry import ERROR, Finding, decompose_affine, lps_affine, lps_to_ras
 from .volume import Volume
 from .writers import extension, write_json, write_volume
 
@@ -30,29 +32,112 @@ NAME_TOKENS = {
 REPORT_NAME = "dicomrecon-report.json"
 
 
-def load_group(group: Group, *, progress=None) -> Volume:
-    """Decode a group into a :class:`Volume`, or raise :class:`RefusedError` with the reasons."""
-    if group.refused:
-        raise RefusedError(f"group {group.label}: " + "; ".join(f.message for f in group.reasons),
-                           group.reasons)
-    geom = group.geometry
-    thickness = group.first.slice_thickness
-    affine = geom.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
-    array, plan, notes = decode(group.slices, progress=progress)
-    processing = [f"sorted {len(group.slices)} slice(s) by position along the slice normal "
+def load_group(group: Group, *, policy: Policy = DEFAULT_POLICY, progress=None) -> Volume:
+    """Decode a group into one :class:`Volume`.
+
+    Raises :class:`RefusedError` (with ``.findings``) when the group cannot be reconstructed
+    correctly under ``policy``, and :class:`AmbiguousInputError` when the policy makes it
+    several volumes (use :func:`plan_group` and :func:`load_plan`).
+    """
+    gp = plan_group(group, policy)
+    if gp.refused:
+        raise RefusedError(f"group {group.label}: " + "; ".join(f.message for f in gp.refusals),
+                           gp.refusals)
+    if len(gp.volumes) > 1:
+        raise AmbiguousInputError(
+            f"group {group.label} becomes {len(gp.volumes)} volumes under this policy: "
+            + "; ".join(f.message for f in gp.volumes[0].findings),
+            hint="use dicomrecon.read_volumes(), or plan_group() and load_plan()")
+    return load_plan(gp.volumes[0], policy=policy, progress=progress)
+
+
+def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None) -> Volume:
+    """Decode, and resample when planned, one :class:`VolumePlan` into a :class:`Volume`."""
+    group, geom, first = vp.group, vp.geometry, vp.slices[0]
+    cb = (lambda d, t: progress("decode", vp.label, d, t)) if progress else None
+    array, plan, notes = decode(vp.slices, progress=cb)
+    processing = [f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
                   "cross(row, column); InstanceNumber and file names were not used"] + notes
     meta = {
-        "group": group,
+        "plan": vp,
+        "policy": policy.to_dict(),
         "values": {**plan.to_dict(), "output_dtype": str(array.dtype),
-                   "photometric_interpretation": group.first.photometric,
-                   "units": "HU" if group.first.modality == "CT" and plan.mode != "none" or
-                   group.first.rescale_type == "HU" else (group.first.rescale_type or None)},
+                   "photometric_interpretation": first.photometric,
+                   "units": "HU" if first.modality == "CT" and plan.mode != "none" or
+                   first.rescale_type == "HU" else (first.rescale_type or None)},
         "processing": processing,
     }
-    if group.first.photometric == "MONOCHROME1":
+    if first.photometric == "MONOCHROME1":
         processing.append("PhotometricInterpretation is MONOCHROME1 (low values display white); "
                           "values were NOT inverted")
+    if vp.kind == "stack":
+        thickness = first.slice_thickness
+        affine = geom.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
+        processing.append("stacked as acquired: the slices form a regular orthogonal grid")
+    elif vp.kind == "sheared":
+        affine = sheared_affine(geom)
+        processing.append(f"kept the gantry tilt ({geom.tilt_deg:.3g} deg) as an exact sheared "
+                          "grid (NIfTI sform / NRRD space directions); no resampling")
+    else:
+        array, affine, info = _resample(vp, array, plan, policy, progress)
+        meta["resample"] = info
+        meta["values"]["output_dtype"] = str(array.dtype)
+        processing.append(info["summary"])
     return Volume(array, affine, meta)
+
+
+def sheared_affine(geom):
+    """The exact sheared grid of a regular tilted stack: z column = IPP step."""
+    n = len(geom.positions)
+    step = (geom.ipp_sorted[-1] - geom.ipp_sorted[0]) / (n - 1)
+    aff = lps_affine(geom.orientation, geom.pixel_spacing, 1.0, geom.ipp_sorted[0])
+    aff[:3, 2] = step
+    return aff
+
+
+def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
+    import numpy as np
+
+    geom, first = vp.geometry, vp.slices[0]
+    grid = target_grid(geom.orientation, geom.pixel_spacing, geom.ipp_sorted,
+                       (first.rows, first.columns), spacing=policy.spacing)
+    if first.pixel_padding_value is not None:
+        fill = first.pixel_padding_value * first.rescale_slope + first.rescale_intercept
+        fill_source = "PixelPaddingValue (0028,0120), rescaled"
+    else:
+        fill = float(array.min()) if array.size else 0.0
+        fill_source = "minimum of the data (no PixelPaddingValue)"
+    cb = (lambda d, t: progress("resample", vp.label, d, t)) if progress else None
+    res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
+    steps = np.diff(geom.positions)
+    why = []
+    if geom.is_tilted:
+        why.append(f"gantry tilt {geom.tilt_deg:.3g} deg")
+    if not geom.spacing.regular:
+        why.append("irregular spacing")
+    dz = float(np.linalg.norm(grid.affine[:3, 2]))
+    info = {
+        "summary": (f"resampled ({', '.join(why) or 'as planned'}) onto an orthogonal grid along "
+                    f"the true slice normal: {policy.interpolation} interpolation, slice spacing "
+                    f"{dz:.4g} mm ({policy.spacing}); {res.fill_voxels} voxel(s) outside the "
+                    f"acquired slices set to {res.fill_value:g} ({fill_source})"),
+        "interpolation": policy.interpolation,
+        "tilt_deg_from_positions": geom.tilt_deg if geom.is_tilted else 0.0,
+        "tilt_deg_from_tag": geom.tilt_tag_deg,
+        "spacing_before_mm": {"min": float(steps.min()) if steps.size else None,
+                              "median": float(np.median(steps)) if steps.size else None,
+                              "max": float(steps.max()) if steps.size else None},
+        "spacing_after_mm": dz,
+        "grid": grid.to_dict(),
+        "fill": {"value": res.fill_value, "source": fill_source, "voxels": res.fill_voxels,
+                 "fraction": res.fill_voxels / max(1, res.array.size)},
+        "source_slice_offsets_px": grid.src_offsets.tolist(),
+        "output_slices": [{"z": k, "position_mm": float(grid.z_positions[k]),
+                           "sources": [{"sop_instance_uid": vp.slices[i].sop_instance_uid,
+                                        "weight": round(w, 6)} for i, w in src]}
+                          for k, src in enumerate(res.sources)],
+    }
+    return res.array, grid.affine, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +205,8 @@ def check_output_dir(outdir: str, inputs: str) -> str:
 
 
 def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Optional[str] = None,
-            name: str = DEFAULT_NAME, scan_result: Optional[ScanResult] = None,
+            name: str = DEFAULT_NAME, policy: Policy = DEFAULT_POLICY,
+            scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
@@ -138,37 +224,47 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     used: set = set()
     for series in scan_result.series:
         for group in series.groups:
-            if group.refused:
+            gp = plan_group(group, policy)
+            if gp.refused:
                 result.refused.append(Refusal(group.label, group.series_uid,
-                                              [f.to_dict() for f in group.reasons]))
+                                              [f.to_dict() for f in gp.refusals]))
                 continue
-            stem = output_stem(series, group, name)
-            base, k = stem, 2
-            while stem in used:
-                stem, k = f"{base}_{k}", k + 1
-            used.add(stem)
-            cb = (lambda d, t, lab=group.label: progress("decode", lab, d, t)) if progress else None
-            vol = load_group(group, progress=cb)
-            path = os.path.join(outdir, stem + ext)
-            write_volume(path, vol.array, vol.affine, fmt,
-                         description=f"dicomrecon {__version__} {group.label}")
-            sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
-            result.outputs.append(Output(group.label, path, sidecar_path, group.shape_xyz))
-            if progress:
-                progress("write", group.label, 1, 1)
+            for vp in gp.volumes:
+                if vp.kind == "sheared" and fmt == "mha":
+                    result.refused.append(Refusal(vp.label, group.series_uid, [Finding(
+                        "REFUSED_SHEARED_FORMAT", ERROR,
+                        f"--tilt preserve keeps a sheared grid ({vp.geometry.tilt_deg:.3g} deg), "
+                        "which MetaImage (.mha) cannot hold; write nii, nii.gz or nrrd, or use "
+                        "--tilt resample").to_dict()]))
+                    continue
+                stem = output_stem(series, group, name) + (f"_p{vp.part}" if vp.part else "")
+                base, k = stem, 2
+                while stem in used:
+                    stem, k = f"{base}_{k}", k + 1
+                used.add(stem)
+                vol = load_plan(vp, policy=policy, progress=progress)
+                path = os.path.join(outdir, stem + ext)
+                write_volume(path, vol.array, vol.affine, fmt,
+                             description=f"dicomrecon {__version__} {vp.label}")
+                sidecar_path = os.path.join(outdir, stem + ".json")
+                write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
+                result.outputs.append(Output(vp.label, path, sidecar_path,
+                                             tuple(vol.array.shape[::-1])))
+                if progress:
+                    progress("write", vp.label, 1, 1)
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
-    group: Group = vol.metadata["group"]
-    f = group.first
+    vp: VolumePlan = vol.metadata["plan"]
+    group = vp.group
+    f = vp.slices[0]
     origin, spacing, direction = decompose_affine(vol.affine)
     base = os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
 
     def uniq(attr):
-        vals = sorted({getattr(h, attr) for h in group.slices}, key=lambda v: (v is None, v))
+        vals = sorted({getattr(h, attr) for h in vp.slices}, key=lambda v: (v is None, v))
         return vals[0] if len(vals) == 1 else vals
 
     return {
@@ -191,13 +287,12 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
             "study_instance_uid": f.study_instance_uid,
             "frame_of_reference_uid": f.frame_of_reference_uid,
             "group": group.label, "split_keys": group.split_keys,
+            "part": vp.part,
         },
-        "slices": [{
-            "z": k, "sop_instance_uid": h.sop_instance_uid,
-            "file": os.path.relpath(h.path, base), "instance_number": h.instance_number,
-            "image_position_patient": list(h.ipp),
-        } for k, h in enumerate(group.slices)],
-        "geometry": group.geometry.to_dict(),
+        "reconstruction": vp.kind,
+        "policy": vol.metadata["policy"],
+        **_slice_lists(vol, vp, base),
+        "geometry": vp.geometry.to_dict(),
         "tags": {
             "ImageOrientationPatient": list(f.iop), "PixelSpacing": list(f.pixel_spacing),
             "SliceThickness": uniq("slice_thickness"), "GantryDetectorTilt": uniq("gantry_tilt"),
@@ -209,8 +304,20 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
         },
         "values": vol.metadata["values"],
         "processing": vol.metadata["processing"],
-        "findings": [x.to_dict() for x in group.findings],
+        "findings": [x.to_dict() for x in group.findings + vp.findings],
     }
+
+
+def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
+    """Which source instance(s) each output slice came from."""
+    src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
+            "instance_number": h.instance_number, "image_position_patient": list(h.ipp)}
+           for h in vp.slices]
+    info = vol.metadata.get("resample")
+    if info is None:  # stacked or sheared: output slice z is source slice z
+        return {"slices": [{"z": k, **s} for k, s in enumerate(src)]}
+    return {"slices": info["output_slices"], "source_slices": src,
+            "resample": {k: v for k, v in info.items() if k not in ("output_slices", "summary")}}
 
 
 def report(result: ConversionResult) -> dict:

@@ -134,6 +134,13 @@ def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
     return out, plan, notes
 
 
+def read_stored(h: SliceHeader) -> np.ndarray:
+    """The stored integers of one single-frame file, as (rows, columns)."""
+    buf = np.empty((h.rows, h.columns), dtype=stored_dtype(h))
+    got = _read_frame(h, buf)
+    return _fix_bits(got if got is not buf else buf, h)
+
+
 def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
     """Stored values of ``h``'s single frame, read into ``into`` when possible."""
     if h.is_native:

@@ -154,8 +154,11 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
         by_uid.setdefault(h.series_instance_uid, []).append(h)
     series = []
     for uid, hs in by_uid.items():
-        groups = _split_series(uid, hs, tol)
-        for g in groups:
+        groups = []
+        for g in _split_series(uid, hs, tol):
+            groups += _split_repeats(g, skipped, tol)
+        for i, g in enumerate(groups, start=1):
+            g.index = i
             analyse_group(g, tol)
         series.append(Series(uid, groups))
     series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
@@ -196,6 +199,99 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             split["orientation"] = None if iop is None else "\\".join(f"{v:.4f}" for v in iop)
         groups.append(Group(uid, i, members, split))
     return groups
+
+
+#: Keys that tell apart images sharing a position, tried in this order.
+REPEAT_KEYS = [
+    ("echo_numbers", "EchoNumbers"), ("echo_time", "EchoTime"),
+    ("temporal_position", "TemporalPositionIdentifier"),
+    ("acquisition_number", "AcquisitionNumber"), ("image_type", "ImageType"),
+    ("series_number", "SeriesNumber"),
+]
+
+
+def _normal_positions(hs: list):
+    """Positions along the normal, or None when the geometry is missing or invalid."""
+    if any(h.ipp is None or h.iop is None for h in hs):
+        return None
+    o, _ = geo.check_orientation(hs[0].iop)
+    if o is None:
+        return None
+    return np.array([h.ipp for h in hs]) @ o.normal
+
+
+def _clusters(pos: np.ndarray, tol: geo.Tolerances) -> list:
+    order = np.argsort(pos, kind="stable")
+    out, cur = [], [order[0]]
+    for a, b in zip(order[:-1], order[1:]):
+        if pos[b] - pos[a] < tol.duplicate_mm:
+            cur.append(b)
+        else:
+            out.append(cur)
+            cur = [b]
+    out.append(cur)
+    return out
+
+
+def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
+    """Split images that share a position into separate groups, never averaging them.
+
+    First by a header key that tells them apart (echo, time point, acquisition, image type);
+    images with identical position and identical pixels are copies: one is kept, the others
+    are listed as skipped; what remains is split by rank (InstanceNumber) at each position.
+    """
+    pos = _normal_positions(g.slices)
+    if pos is None or g.first.number_of_frames > 1:
+        return [g]
+    clusters = _clusters(pos, tol)
+    if all(len(c) == 1 for c in clusters):
+        return [g]
+    for attr, kw in REPEAT_KEYS:
+        values = {getattr(h, attr) for h in g.slices}
+        if len(values) > 1:
+            out = []
+            for v in sorted(values, key=lambda x: (x is None, str(x))):
+                members = [h for h in g.slices if getattr(h, attr) == v]
+                shown = "\\".join(v) if isinstance(v, tuple) else v
+                sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown})
+                out += _split_repeats(sub, skipped, tol)
+            return out
+    members = _drop_identical(g.slices, clusters, skipped)
+    pos = _normal_positions(members)
+    clusters = _clusters(pos, tol)
+    if all(len(c) == 1 for c in clusters):
+        return [Group(g.series_uid, 0, members, dict(g.split_keys))]
+    ranks: dict = {}
+    for c in clusters:
+        ordered = sorted(c, key=lambda i: (members[i].instance_number or 0, members[i].path))
+        for r, i in enumerate(ordered, start=1):
+            ranks.setdefault(r, []).append(members[i])
+    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}) for r, hs in ranks.items()]
+
+
+def _drop_identical(hs: list, clusters: list, skipped: list) -> list:
+    from .decode import read_stored
+
+    drop = set()
+    for c in clusters:
+        if len(c) < 2:
+            continue
+        kept = []
+        for i in sorted(c, key=lambda i: (hs[i].instance_number or 0, hs[i].path)):
+            try:
+                pixels = read_stored(hs[i])
+            except Exception:  # unreadable pixels: not provably identical, keep it
+                kept.append((i, None))
+                continue
+            same = next((j for j, p in kept if p is not None and p.shape == pixels.shape
+                         and np.array_equal(p, pixels)), None)
+            if same is not None:
+                drop.add(i)
+                skipped.append((hs[i].path, f"identical position and pixels to {hs[same].path}: "
+                                            "a duplicate image, dropped"))
+            else:
+                kept.append((i, pixels))
+    return [h for i, h in enumerate(hs) if i not in drop]
 
 
 def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> None:
@@ -255,33 +351,8 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
     g.findings.extend(geom.findings)
     if not geom.ok:
         return
-    _refuse_unsupported_geometry(g)
-    if len(g.slices) == 1 and not g.refused:
+    if len(g.slices) == 1:
         g.findings.append(Finding(
             "SINGLE_SLICE", WARNING,
             f"a single slice: the slice-axis spacing is the (0018,0050) 'Slice Thickness' "
             f"value '{f.slice_thickness}' (1 mm when absent)", "(0018,0050)", f.slice_thickness))
-
-
-def _refuse_unsupported_geometry(g: Group) -> None:
-    geom = g.geometry
-    if geom.is_tilted:
-        g.findings.append(Finding(
-            "REFUSED_TILT", ERROR,
-            f"gantry tilt of {geom.tilt_deg:.3g} deg: stacking these slices as an orthogonal "
-            "volume would misplace voxels, and resampling tilted stacks is not supported yet",
-            "(0020,0032)", round(geom.tilt_deg, 4)))
-    if geom.spacing.n_duplicates:
-        g.findings.append(Finding(
-            "REFUSED_DUPLICATES", ERROR,
-            f"{geom.spacing.n_duplicates} slice(s) share a position with another: these are "
-            "separate acquisitions (echoes, time points or repeats) or copies, and splitting them "
-            "is not supported yet", "(0020,0032)", geom.spacing.n_duplicates))
-    elif not geom.spacing.regular:
-        s = geom.spacing
-        g.findings.append(Finding(
-            "REFUSED_IRREGULAR", ERROR,
-            f"irregular slice spacing ({s.minimum:.4g}/{s.nominal:.4g}/{s.maximum:.4g} mm "
-            f"min/median/max, {s.missing} missing slice(s)): one spacing would misplace slices, "
-            "and resampling is not supported yet", "(0020,0032)",
-            [s.minimum, s.nominal, s.maximum]))

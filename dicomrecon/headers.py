@@ -131,6 +131,15 @@ def _vec(ds, kw, n, path):
     return vals
 
 
+def _padding(value, signed: int, bits: int):
+    """PixelPaddingValue as the stored integer (US read of a signed value is re-signed)."""
+    if not isinstance(value, int):
+        return None
+    if signed and bits in (8, 16, 32) and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return value
+
+
 def _tagname(kw):
     tag = pydicom.datadict.tag_for_keyword(kw)
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{pydicom.datadict.dictionary_description(tag)}'"
@@ -256,7 +265,7 @@ def read_header(path: str) -> SliceHeader:
         rescale_intercept=0.0 if intercept is None else intercept,
         rescale_type=_str(ds, "RescaleType"),
         has_rescale=slope is not None or intercept is not None,
-        pixel_padding_value=int(ppv) if isinstance(ppv, int) else None,
+        pixel_padding_value=_padding(ppv, pr, _num(ds, "BitsAllocated", int)),
         echo_numbers=str(echo) if echo is not None else None,
         echo_time=_num(ds, "EchoTime"),
         temporal_position=_num(ds, "TemporalPositionIdentifier", int),

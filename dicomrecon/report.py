@@ -6,6 +6,7 @@ import math
 
 from .discovery import Group, ScanResult
 from .geometry import INFO
+from .plan import DEFAULT_POLICY, GroupPlan, Policy, plan_group
 
 
 def _spacing(g: Group) -> str:
@@ -30,30 +31,45 @@ def _tilt(g: Group) -> str:
     return est + tag
 
 
-def _status(g: Group) -> str:
-    if g.refused:
-        return "REFUSED: " + " | ".join(f.code for f in g.reasons)
-    notes = [f.code for f in g.findings if f.severity != INFO]
-    return "ok" + (f" ({', '.join(notes)})" if notes else "")
+def _status(gp: GroupPlan) -> str:
+    if gp.refused:
+        return "REFUSED: " + " | ".join(f.code for f in gp.refusals)
+    kinds = [v.kind for v in gp.volumes]
+    what = kinds[0] if len(set(kinds)) == 1 else "/".join(kinds)
+    if len(kinds) > 1:
+        what = f"{len(kinds)} volumes: {what}"
+    notes = [f.code for f in gp.group.findings + gp.volumes[0].findings if f.severity != INFO]
+    return what + (f" ({', '.join(dict.fromkeys(notes))})" if notes else "")
 
 
-def scan_table(result: ScanResult) -> str:
-    header = ["group", "mod", "series", "size", "orientation", "spacing", "tilt deg", "status"]
+def _split(g: Group) -> str:
+    keys = {k: v for k, v in g.split_keys.items() if v is not None}
+    return ", ".join(f"{k}={v}" for k, v in keys.items())[:40] or "-"
+
+
+def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
+    header = ["group", "mod", "series", "size", "orientation", "spacing", "tilt deg", "split by",
+              "convert would"]
     rows = []
+    plans = {}
     for s in result.series:
         for g in s.groups:
             desc = (s.description or "")[:28]
+            plans[g.label] = gp = plan_group(g, policy)
             rows.append([g.label, g.first.modality or "-", desc or "-",
                          "x".join(map(str, g.shape_xyz)), g.describe_orientation(),
-                         _spacing(g), _tilt(g), _status(g)])
+                         _spacing(g), _tilt(g), _split(g), _status(gp)])
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     out = [f"{result.root}: {result.n_files} file(s), {len(result.series)} series, "
            f"{len(result.groups)} group(s), {len(result.skipped)} skipped", "",
            line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
-    details = [f"  {g.label} {f.severity}: {f.message}" for g in result.groups
-               for f in g.findings if f.severity != INFO]
+    details = list(dict.fromkeys(
+        f"  {g.label} {f.severity}: {f.message}" for g in result.groups
+        for f in g.findings + plans[g.label].refusals + [
+            x for v in plans[g.label].volumes for x in v.findings]
+        if f.severity != INFO))
     if details:
         out += ["", "findings:"] + details
     if result.skipped:
@@ -61,8 +77,10 @@ def scan_table(result: ScanResult) -> str:
     return "\n".join(out)
 
 
-def scan_json(result: ScanResult) -> dict:
+def scan_json(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> dict:
+    plans = {g.label: plan_group(g, policy) for g in result.groups}
     return {
+        "policy": policy.to_dict(),
         "input": result.root,
         "files_read": result.n_files,
         "series": [{
@@ -71,7 +89,12 @@ def scan_json(result: ScanResult) -> dict:
             "groups": [{
                 "group": g.label, "n_files": len(g.slices), "shape_xyz": list(g.shape_xyz),
                 "split_keys": g.split_keys, "orientation": g.describe_orientation(),
-                "refused": g.refused,
+                "refused": plans[g.label].refused,
+                "refusals": [f.to_dict() for f in plans[g.label].refusals],
+                "volumes": [{"label": v.label, "reconstruction": v.kind,
+                             "n_slices": len(v.slices),
+                             "findings": [f.to_dict() for f in v.findings]}
+                            for v in plans[g.label].volumes],
                 "geometry": g.geometry.to_dict() if g.geometry else None,
                 "findings": [f.to_dict() for f in g.findings],
                 "files": [h.path for h in g.slices],

@@ -95,15 +95,22 @@ def test_truncated_file_is_skipped_with_reason_and_the_rest_converts(series, tmp
     assert rep["outputs"][0]["shape_xyz"] == [spec.columns, spec.rows, spec.n_slices - 1]
 
 
-def test_truncated_middle_slice_leaves_a_gap_that_is_refused(series, tmp_path):
+def test_truncated_middle_slice_leaves_a_gap_that_is_reported_or_refused(series, tmp_path):
     src, _, paths = series
     import pydicom
     order = sorted(paths, key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
     open(order[4], "r+b").truncate(500)
-    r = run("convert", src, "-o", tmp_path / "o")
+    r = run("convert", src, "-o", tmp_path / "o", "--irregular", "refuse")
     assert r.exit_code == 5
     assert "1 missing slice" in r.output
     assert not list((tmp_path / "o").glob("*.nii.gz"))
+    # by default the missing slice is interpolated, and the sidecar says so
+    r = run("convert", src, "-o", tmp_path / "o2")
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "o2" / "7_Head_Neck_5mm.json").read_text())
+    assert side["reconstruction"] == "resample"
+    assert "INTERPOLATED_MISSING" in {f["code"] for f in side["findings"]}
+    assert side["volume"]["shape_xyz"][2] == 10  # 9 slices + the interpolated one
 
 
 def test_slice_without_position_refuses_its_group_naming_file_and_tag(series, tmp_path):
@@ -133,7 +140,7 @@ def test_slice_with_other_matrix_is_a_separate_group(tmp_path):
 def test_some_groups_refused_is_exit_4_and_the_rest_is_written(tmp_path):
     write_series(SeriesSpec(series_number=1), tmp_path / "in" / "a")
     write_series(SeriesSpec(series_number=2, tilt_deg=12), tmp_path / "in" / "b")
-    r = run("convert", tmp_path / "in", "-o", tmp_path / "o")
+    r = run("convert", tmp_path / "in", "-o", tmp_path / "o", "--tilt", "refuse")
     assert r.exit_code == 4
     assert "refused group 2.1: gantry tilt of 12 deg" in r.output
     assert (tmp_path / "o" / "1_synthetic_axial.nii.gz").is_file()
@@ -167,7 +174,15 @@ def test_scan_table_shows_tilt_and_findings(tmp_path):
     write_series(SeriesSpec(tilt_deg=15, gantry_tilt_tag=15.0), tmp_path)
     r = run("scan", tmp_path)
     assert r.exit_code == 0
-    assert "15 (tag 15)" in r.output and "REFUSED_TILT" in r.output
+    assert "15 (tag 15)" in r.output and "resample (GANTRY_TILT)" in r.output
+    r = run("scan", tmp_path, "--tilt", "refuse")
+    assert "REFUSED: REFUSED_TILT" in r.output
+
+
+def test_bad_policy_value_is_a_usage_error(series, tmp_path):
+    src, _, _ = series
+    r = run("convert", src, "-o", tmp_path / "o", "--spacing", "-2")
+    assert r.exit_code == 2 and "positive" in r.output
 
 
 def test_no_traceback_without_debug_and_traceback_with_it(series, tmp_path, monkeypatch):

@@ -172,20 +172,18 @@ def test_volume_sitk_round_trip_keeps_geometry(tmp_path):
     assert np.array_equal(back.array, vol.array)
 
 
-def test_tilted_series_is_refused_not_stacked(tmp_path):
+def test_tilted_series_is_refused_on_request_never_stacked(tmp_path):
     write_series(SeriesSpec(tilt_deg=15, gantry_tilt_tag=15), tmp_path)
-    g = dicomrecon.scan(tmp_path).groups[0]
-    assert g.refused and "REFUSED_TILT" in {f.code for f in g.reasons}
     with pytest.raises(RefusedError, match="gantry tilt of 15 deg"):
-        dicomrecon.read_volume(tmp_path)
+        dicomrecon.read_volume(tmp_path, policy=dicomrecon.Policy(tilt="refuse"))
 
 
-def test_missing_slice_is_refused_with_the_count(tmp_path):
+def test_missing_slice_is_refused_on_request_with_the_count(tmp_path):
     spec = SeriesSpec(n_slices=8)
     spec.positions = np.delete(spec.ipps(), 3, axis=0)
     write_series(spec, tmp_path)
     with pytest.raises(RefusedError, match="1 missing slice"):
-        dicomrecon.read_volume(tmp_path)
+        dicomrecon.read_volume(tmp_path, policy=dicomrecon.Policy(irregular="refuse"))
 
 
 def test_two_series_in_one_folder_must_be_chosen(tmp_path):
