@@ -22,7 +22,7 @@ def __getattr__(name):
         from . import api
         return getattr(api, name)
     if name == "convert":
-        from .convert import convert
+        from .conversion import convert
         return convert
     if name == "Policy":
         from .plan import Policy

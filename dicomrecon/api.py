@@ -47,7 +47,7 @@ def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None,
     be reconstructed correctly, and :class:`~dicomrecon.errors.AmbiguousInputError` for a path
     that holds several volumes.
     """
-    from .convert import load_group
+    from .conversion import load_group
     return load_group(_one_group(source, series_uid), policy=policy or DEFAULT_POLICY)
 
 
@@ -57,7 +57,7 @@ def read_volumes(source: Union[str, os.PathLike, ScanResult], *,
 
     Refused groups are left out; ``plan_group(group, policy).refusals`` says why.
     """
-    from .convert import load_plan
+    from .conversion import load_plan
     result = source if isinstance(source, ScanResult) else scan(source)
     policy = policy or DEFAULT_POLICY
     return [load_plan(vp, policy=policy) for g in result.groups

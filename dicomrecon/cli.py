@@ -225,7 +225,7 @@ def convert_cmd(
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap)
 
     def run():
-        from .convert import convert
+        from .conversion import convert
         from .errors import NoDicomError
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,

@@ -262,11 +262,31 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     if all(len(c) == 1 for c in clusters):
         return [Group(g.series_uid, 0, members, dict(g.split_keys))]
     ranks: dict = {}
+    closeness = _instance_trend(members, pos, clusters)
     for c in clusters:
-        ordered = sorted(c, key=lambda i: (members[i].instance_number or 0, members[i].path))
+        ordered = sorted(c, key=lambda i: (closeness(i), members[i].instance_number or 0,
+                                           members[i].path))
         for r, i in enumerate(ordered, start=1):
             ranks.setdefault(r, []).append(members[i])
     return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}) for r, hs in ranks.items()]
+
+
+def _instance_trend(hs: list, pos: np.ndarray, clusters: list):
+    """How far an image's InstanceNumber lies from the trend of the unambiguous slices.
+
+    With no header key to tell repeats apart, the image that continues the numbering of the
+    slices around it belongs with them; the others form the next volume(s).
+    """
+    single = [c[0] for c in clusters if len(c) == 1 and hs[c[0]].instance_number is not None]
+    if len(single) < 2:
+        return lambda i: 0.0
+    x = pos[single]
+    y = np.array([hs[i].instance_number for i in single], dtype=float)
+    if np.ptp(x) == 0:
+        return lambda i: 0.0
+    slope, icpt = np.polyfit(x, y, 1)
+    return lambda i: (abs(hs[i].instance_number - (slope * pos[i] + icpt))
+                      if hs[i].instance_number is not None else np.inf)
 
 
 def _drop_identical(hs: list, clusters: list, skipped: list) -> list:

@@ -54,6 +54,8 @@ class SeriesSpec:
     series_number: int = 3
     series_description: str = "synthetic axial"
     gantry_tilt_tag: Optional[float] = None
+    pixel_padding_value: Optional[int] = None    # stored value, written as (0028,0120)
+    instance_offset: int = 0                     # InstanceNumber of slice 0 is 1 + this
     shuffle_names: bool = False
     reverse_instance_numbers: bool = False
     seed: int = 0
@@ -111,7 +113,7 @@ def write_series(spec: SeriesSpec, folder: str, *, study_uid: Optional[str] = No
     paths = []
     for i, ipp in enumerate(ipps):
         ds = _slice_dataset(spec, i, ipp, study_uid, frame_uid)
-        inst = n - i if spec.reverse_instance_numbers else i + 1
+        inst = (n - i if spec.reverse_instance_numbers else i + 1) + spec.instance_offset
         ds.InstanceNumber = inst
         path = os.path.join(folder, names[i])
         if spec.transfer_syntax == RLELossless:
@@ -162,6 +164,8 @@ def _slice_dataset(spec: SeriesSpec, i: int, ipp, study_uid, frame_uid) -> Datas
         ds.RescaleIntercept = f"{spec.intercept(i):.8g}"
         if spec.modality == "CT":
             ds.RescaleType = "HU"
+    if spec.pixel_padding_value is not None:
+        ds.PixelPaddingValue = spec.pixel_padding_value
     pixels = spec.stored_slice(i, ipp)
     order = ">" if spec.transfer_syntax == ExplicitVRBigEndian else "<"
     ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()

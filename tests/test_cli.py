@@ -187,7 +187,7 @@ def test_bad_policy_value_is_a_usage_error(series, tmp_path):
 
 def test_no_traceback_without_debug_and_traceback_with_it(series, tmp_path, monkeypatch):
     src, _, _ = series
-    import dicomrecon.convert as conv
+    import dicomrecon.conversion as conv
 
     def broken(*a, **k):
         raise ZeroDivisionError("boom")
