@@ -161,11 +161,19 @@ def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
     return _decode_compressed(h)
 
 
+_LAST_DECODED: dict = {}  # {path: all frames} of the last multi-frame file decoded
+
+
 def _decode_compressed(h: SliceHeader) -> np.ndarray:
     import pydicom
     try:
-        ds = pydicom.dcmread(h.path)
-        arr = ds.pixel_array
+        if h.number_of_frames > 1:
+            if h.path not in _LAST_DECODED:
+                _LAST_DECODED.clear()
+                _LAST_DECODED[h.path] = pydicom.dcmread(h.path).pixel_array
+            arr = _LAST_DECODED[h.path][h.frame]
+        else:
+            arr = pydicom.dcmread(h.path).pixel_array
     except Exception as exc:  # decoders raise many types; name the file and syntax
         from pydicom.uid import UID
         raise DecodeError(f"{h.path}: cannot decode (7FE0,0010) 'Pixel Data' with transfer syntax "

@@ -17,7 +17,7 @@ import numpy as np
 from . import geometry as geo
 from .errors import InputError
 from .geometry import ERROR, INFO, WARNING, Finding
-from .headers import SliceHeader, SkipFile, read_header
+from .headers import SliceHeader, SkipFile, read_headers
 
 ProgressFn = Optional[Callable[[int, int], None]]
 
@@ -130,7 +130,7 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
     headers, skipped = [], []
     for i, path in enumerate(files):
         try:
-            headers.append(read_header(path))
+            headers.extend(read_headers(path))
         except SkipFile as exc:
             skipped.append((path, str(exc).removeprefix(path + ": ")))
         if progress:
@@ -146,19 +146,23 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
     by_uid: dict = {}
     seen_sop: dict = {}
     for h in headers:
-        if h.sop_instance_uid and h.sop_instance_uid in seen_sop:
-            skipped.append((h.path, f"same (0008,0018) 'SOP Instance UID' '{h.sop_instance_uid}' "
-                                    f"as {seen_sop[h.sop_instance_uid]}: a copy of one image"))
+        key = h.instance_key
+        if h.sop_instance_uid and key in seen_sop:
+            if seen_sop[key] != h.path:
+                skipped.append((h.path, f"same (0008,0018) 'SOP Instance UID' "
+                                        f"'{h.sop_instance_uid}' as {seen_sop[key]}: a copy of "
+                                        "one image"))
             continue
-        seen_sop[h.sop_instance_uid] = h.path
+        seen_sop[key] = h.path
         by_uid.setdefault(h.series_instance_uid, []).append(h)
     series = []
     for uid, hs in by_uid.items():
         groups = []
         for g in _split_series(uid, hs, tol):
             groups += _split_repeats(g, skipped, tol)
-        for i, g in enumerate(groups, start=1):
-            g.index = i
+        counters: dict = {}
+        for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
+            counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
             analyse_group(g, tol)
         series.append(Series(uid, groups))
     series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
@@ -167,6 +171,19 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
 
 def _pixel_format(h: SliceHeader) -> tuple:
     return (h.samples_per_pixel, h.bits_allocated, h.pixel_representation, h.photometric)
+
+
+def _image_kind(image_type: tuple) -> str:
+    """The part of ImageType that makes images different volumes: localizer, the complex
+    component (magnitude/phase/real/imaginary, field map), original vs derived."""
+    t = [v.upper() for v in image_type]
+    kind = [t[0]] if t else []
+    if "LOCALIZER" in t:
+        kind.append("LOCALIZER")
+    comps = {"M": "M", "MAGNITUDE": "M", "P": "P", "PHASE": "P", "R": "R", "REAL": "R",
+             "I": "I", "IMAGINARY": "I", "FIELD_MAP": "FIELD_MAP", "B0": "FIELD_MAP"}
+    kind += sorted({comps[v] for v in t[2:] if v in comps})
+    return "\\".join(kind)
 
 
 def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
@@ -178,7 +195,8 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             "pixel_spacing": None if h.pixel_spacing is None else
             "\\".join(f"{v:.4f}" for v in h.pixel_spacing),
             "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
-            "multiframe": h.sop_instance_uid if h.number_of_frames > 1 else None,
+            "SeriesNumber": h.series_number,
+            "ImageType": _image_kind(h.image_type),
         }
         for ckeys, ciop, members in clusters:
             if ckeys == keys and ((ciop is None and h.iop is None) or (
@@ -203,10 +221,10 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
 
 #: Keys that tell apart images sharing a position, tried in this order.
 REPEAT_KEYS = [
-    ("echo_numbers", "EchoNumbers"), ("echo_time", "EchoTime"),
-    ("temporal_position", "TemporalPositionIdentifier"),
-    ("acquisition_number", "AcquisitionNumber"), ("image_type", "ImageType"),
-    ("series_number", "SeriesNumber"),
+    ("image_type", "ImageType"), ("echo_numbers", "EchoNumbers"), ("echo_time", "EchoTime"),
+    ("diffusion_bvalue", "DiffusionBValue"), ("diffusion_direction", "DiffusionGradientOrientation"),
+    ("temporal_position", "TemporalPositionIdentifier"), ("trigger_time", "TriggerTime"),
+    ("acquisition_number", "AcquisitionNumber"), ("multiframe_uid", "SOPInstanceUID"),
 ]
 
 
@@ -241,7 +259,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     are listed as skipped; what remains is split by rank (InstanceNumber) at each position.
     """
     pos = _normal_positions(g.slices)
-    if pos is None or g.first.number_of_frames > 1:
+    if pos is None:
         return [g]
     clusters = _clusters(pos, tol)
     if all(len(c) == 1 for c in clusters):
@@ -321,12 +339,13 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
         g.findings.append(Finding(
             "SERIES_SPLIT", INFO, "series split into groups by "
             + ", ".join(f"{k}={v}" for k, v in g.split_keys.items())))
-    if f.number_of_frames > 1:
+    if f.extra.get("unexpanded_frames"):
         g.findings.append(Finding(
-            "MULTIFRAME_UNSUPPORTED", ERROR,
-            f"{f.name}: enhanced / multi-frame image ((0028,0008) 'Number of Frames' = "
-            f"{f.number_of_frames}) is not supported yet; refusing rather than guessing its "
-            "frame geometry", "(0028,0008)", f.number_of_frames))
+            "MULTIFRAME_NO_FUNCTIONAL_GROUPS", ERROR,
+            f"{f.name}: a multi-frame image ((0028,0008) 'Number of Frames' = "
+            f"{f.number_of_frames}) without per-frame functional groups: its frames have no "
+            "positions, so it cannot be placed in patient space", "(0028,0008)",
+            f.number_of_frames))
         return
     if any("MOSAIC" in t.upper() for t in f.image_type):
         g.findings.append(Finding(

@@ -38,7 +38,9 @@ TAGS = [
     "BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
     "RescaleType", "PixelPaddingValue", "EchoNumbers", "EchoTime", "TemporalPositionIdentifier",
     "PatientID", "PatientName", "StudyDate", "SeriesDate", "BodyPartExamined",
-    "ProtocolName", "ImageComments",
+    "ProtocolName", "ImageComments", "TriggerTime", "DiffusionBValue",
+    "DiffusionGradientOrientation", "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
 ]
 
 
@@ -87,7 +89,22 @@ class SliceHeader:
     pixel_offset: Optional[int]   # start of native pixel bytes, None when encapsulated
     patient_id: str = ""
     patient_name: str = ""
+    trigger_time: Optional[float] = None
+    diffusion_bvalue: Optional[float] = None
+    diffusion_direction: Optional[tuple] = None
+    frame: int = 0                 # frame index within a multi-frame file (0-based)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def multiframe_uid(self) -> Optional[str]:
+        """SOPInstanceUID of a multi-frame file (frames of different files are different
+        acquisitions when they share positions); None for a single-frame image."""
+        return self.sop_instance_uid if self.number_of_frames > 1 else None
+
+    @property
+    def instance_key(self) -> tuple:
+        """What identifies this image: (SOPInstanceUID, frame)."""
+        return (self.sop_instance_uid, self.frame)
 
     @property
     def byte_order(self) -> Optional[str]:
@@ -172,6 +189,19 @@ def _locate_pixels(fp, size: int, implicit: bool, little: bool):
         return tag, start + 12, length
     (length,) = struct.unpack(e + "H", head[6:8])
     return tag, start + 8, length
+
+
+def read_headers(path: str) -> list:
+    """One :class:`SliceHeader` per image in a file: one, or one per frame of an enhanced
+    multi-frame file (geometry and values from its functional groups).  Raises
+    :class:`SkipFile` with a reason."""
+    h = read_header(path)
+    has_groups = h.extra.pop("_functional_groups")
+    if h.number_of_frames > 1 and has_groups:
+        return expand_frames(h)
+    if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
+        h.extra["unexpanded_frames"] = True
+    return [h]
 
 
 def read_header(path: str) -> SliceHeader:
@@ -273,6 +303,79 @@ def read_header(path: str) -> SliceHeader:
         pixel_offset=offset if native else None,
         patient_id=_str(ds, "PatientID"),
         patient_name=_str(ds, "PatientName"),
-        extra={k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
-                                          "BodyPartExamined") if ds.get(k) is not None},
+        trigger_time=_num(ds, "TriggerTime"),
+        diffusion_bvalue=_num(ds, "DiffusionBValue"),
+        diffusion_direction=_vec(ds, "DiffusionGradientOrientation", 3, path),
+        extra={**{k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
+                                             "BodyPartExamined") if ds.get(k) is not None},
+               "_functional_groups": "PerFrameFunctionalGroupsSequence" in ds
+               or "SharedFunctionalGroupsSequence" in ds},
     )
+
+
+# ------------------------------------------------------------------------ enhanced multi-frame
+def _fg(frame, shared, seq: str):
+    """The item of functional group ``seq`` for a frame: per-frame first, then shared."""
+    for src in (frame, shared):
+        if src is not None and seq in src and len(src[seq].value):
+            return src[seq].value[0]
+    return None
+
+
+def expand_frames(h: SliceHeader) -> list:
+    """Per-frame headers of an enhanced multi-frame file (PS3.3 C.7.6.16 functional groups)."""
+    try:
+        ds = pydicom.dcmread(h.path, stop_before_pixels=True)
+    except Exception as exc:
+        raise SkipFile(f"{h.path}: unreadable functional groups ({type(exc).__name__}: {exc})")
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    if per and len(per) != h.number_of_frames:
+        raise SkipFile(f"{h.path}: (5200,9230) 'Per-frame Functional Groups Sequence' has "
+                       f"{len(per)} items, (0028,0008) 'Number of Frames' is {h.number_of_frames}")
+    out = []
+    for k in range(h.number_of_frames):
+        fr = per[k] if per else None
+        pos, ori = _fg(fr, shared, "PlanePositionSequence"), _fg(fr, shared, "PlaneOrientationSequence")
+        meas, pvt = _fg(fr, shared, "PixelMeasuresSequence"), _fg(fr, shared, "PixelValueTransformationSequence")
+        echo, content = _fg(fr, shared, "MREchoSequence"), _fg(fr, shared, "FrameContentSequence")
+        diff = _fg(fr, shared, "MRDiffusionSequence")
+        ftype = (_fg(fr, shared, "MRImageFrameTypeSequence") or _fg(fr, shared, "CTImageFrameTypeSequence")
+                 or _fg(fr, shared, "PETFrameTypeSequence"))
+        trig = _fg(fr, shared, "CardiacSynchronizationSequence")
+        where = f"{h.path} frame {k + 1}"
+        d = dict(h.__dict__)
+        d.update(frame=k, extra=dict(h.extra))
+        if h.pixel_offset is not None:
+            d["pixel_offset"] = h.pixel_offset + k * h.frame_nbytes
+        d["ipp"] = _vec(pos, "ImagePositionPatient", 3, where) if pos else h.ipp
+        d["iop"] = _vec(ori, "ImageOrientationPatient", 6, where) if ori else h.iop
+        if meas:
+            d["pixel_spacing"] = _vec(meas, "PixelSpacing", 2, where) or h.pixel_spacing
+            d["slice_thickness"] = _num(meas, "SliceThickness") or h.slice_thickness
+        if pvt:
+            slope, icpt = _num(pvt, "RescaleSlope"), _num(pvt, "RescaleIntercept")
+            d["rescale_slope"] = 1.0 if slope is None else slope
+            d["rescale_intercept"] = 0.0 if icpt is None else icpt
+            d["rescale_type"] = _str(pvt, "RescaleType") or h.rescale_type
+            d["has_rescale"] = slope is not None or icpt is not None
+        if echo:
+            d["echo_time"] = _num(echo, "EffectiveEchoTime")
+        if content:
+            d["temporal_position"] = _num(content, "TemporalPositionIndex", int)
+            d["acquisition_number"] = _num(content, "FrameAcquisitionNumber", int) or h.acquisition_number
+            d["extra"]["StackID"] = _str(content, "StackID")
+        if diff:
+            d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
+            gseq = diff.get("DiffusionGradientDirectionSequence")
+            if gseq:
+                d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
+        if trig:
+            d["trigger_time"] = _num(trig, "NominalCardiacTriggerDelayTime")
+        if ftype:
+            ft = ftype.get("FrameType")
+            if ft:
+                d["image_type"] = tuple(str(x) for x in (ft if not isinstance(ft, str) else [ft]))
+        out.append(SliceHeader(**d))
+    return out
