@@ -61,17 +61,25 @@ def _policy_options():
                                    "for label images."),
         max_gap=typer.Option(3.0, "--max-gap", help="When resampling, split the volume at gaps "
                              "wider than this many median steps instead of filling them."),
+        merge_4d=typer.Option(False, "--4d", help="Write repeats of one grid (time points, "
+                              "echoes, b-values...) as one 4D NIfTI; the 4th axis is recorded in "
+                              "the sidecar."),
+        no_geometry=typer.Option(False, "--no-geometry", help="Also write images without "
+                                 "ImagePositionPatient/ImageOrientationPatient (CR, DX, secondary "
+                                 "captures...) with a placeholder affine, flagged in the sidecar."),
     )
 
 
 _P = _policy_options()
 
 
-def _make_policy(tilt, irregular, spacing, interpolation, max_gap):
+def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
+                 no_geometry=False):
     from .plan import Policy
     try:
         return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
-                      interpolation=interpolation.value, max_gap=max_gap)
+                      interpolation=interpolation.value, max_gap=max_gap, merge_4d=merge_4d,
+                      no_geometry=no_geometry)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -181,11 +189,12 @@ def scan_cmd(
                                             help="Progress bar (default: on a terminal)."),
     tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
-    max_gap: float = _P["max_gap"],
+    max_gap: float = _P["max_gap"], no_geometry: bool = _P["no_geometry"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
     convert would do with them under the given policy."""
-    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap)
+    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap,
+                          no_geometry=no_geometry)
 
     def run():
         from .discovery import scan
@@ -219,10 +228,14 @@ def convert_cmd(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only errors and refusals."),
     tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
-    max_gap: float = _P["max_gap"],
+    max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
+    no_geometry: bool = _P["no_geometry"],
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
-    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap)
+    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry)
+    if merge_4d and fmt not in (Format.nii, Format.nii_gz):
+        raise typer.BadParameter("--4d writes NIfTI only (-f nii or nii.gz): ITK cannot read a "
+                                 "spatial NRRD or MHA with a time axis", param_hint="--4d")
 
     def run():
         from .conversion import convert

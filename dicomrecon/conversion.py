@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import time
+
+import numpy as np
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -56,10 +58,12 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
     group, geom, first = vp.group, vp.geometry, vp.slices[0]
     cb = (lambda d, t: progress("decode", vp.label, d, t)) if progress else None
     array, plan, notes = decode(vp.slices, progress=cb)
-    processing = [f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
-                  "cross(row, column); InstanceNumber and file names were not used"] + notes
+    processing = ([f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
+                   "cross(row, column); InstanceNumber and file names were not used"]
+                  if geom is not None else []) + notes
     meta = {
         "plan": vp,
+        "rgb": first.samples_per_pixel == 3,
         "policy": policy.to_dict(),
         "values": {**plan.to_dict(), "output_dtype": str(array.dtype),
                    "photometric_interpretation": first.photometric,
@@ -70,9 +74,13 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
     if first.photometric == "MONOCHROME1":
         processing.append("PhotometricInterpretation is MONOCHROME1 (low values display white); "
                           "values were NOT inverted")
-    if vp.kind == "stack":
-        thickness = first.slice_thickness
-        affine = geom.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
+    if vp.kind == "placeholder":
+        affine = placeholder_affine(first)
+        processing.append("NO GEOMETRY: (0020,0032)/(0020,0037) missing; written because "
+                          "--no-geometry was given, with a placeholder affine that is not patient "
+                          "space; slices in InstanceNumber order")
+    elif vp.kind == "stack":
+        affine = stack_affine(vp)
         processing.append("stacked as acquired: the slices form a regular orthogonal grid")
     elif vp.kind == "sheared":
         affine = sheared_affine(geom)
@@ -86,6 +94,19 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
     return Volume(array, affine, meta)
 
 
+def stack_affine(vp: VolumePlan):
+    """LPS affine of a plan stacked as acquired (single slice: SliceThickness or 1 mm)."""
+    thickness = vp.slices[0].slice_thickness
+    return vp.geometry.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
+
+
+def placeholder_affine(first):
+    """Identity orientation, origin 0, PixelSpacing (or 1 mm) and SliceThickness (or 1 mm)."""
+    ps = first.pixel_spacing or (1.0, 1.0)
+    dz = first.slice_thickness if first.slice_thickness and first.slice_thickness > 0 else 1.0
+    return np.diag([float(ps[1]), float(ps[0]), float(dz), 1.0])
+
+
 def sheared_affine(geom):
     """The exact sheared grid of a regular tilted stack: z column = IPP step."""
     n = len(geom.positions)
@@ -96,8 +117,6 @@ def sheared_affine(geom):
 
 
 def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
-    import numpy as np
-
     geom, first = vp.geometry, vp.slices[0]
     grid = target_grid(geom.orientation, geom.pixel_spacing, geom.ipp_sorted,
                        (first.rows, first.columns), spacing=policy.spacing)
@@ -108,7 +127,14 @@ def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
         fill = float(array.min()) if array.size else 0.0
         fill_source = "minimum of the data (no PixelPaddingValue)"
     cb = (lambda d, t: progress("resample", vp.label, d, t)) if progress else None
-    res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
+    if array.ndim == 4:  # RGB: each channel on its own, black outside
+        chans = [resample(array[..., c], grid, method=policy.interpolation, fill=0, progress=cb)
+                 for c in range(array.shape[-1])]
+        res = chans[0]
+        res.array = np.stack([c.array for c in chans], axis=-1)
+        fill_source = "black (colour image)"
+    else:
+        res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
     steps = np.diff(geom.positions)
     why = []
     if geom.is_tilted:
@@ -146,7 +172,8 @@ def _clean(text: str) -> str:
     return re.sub(r"_+", "_", text)[:80]
 
 
-def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME) -> str:
+def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
+                group_suffix: bool = True) -> str:
     f = group.first
     values = {
         "%n": "" if f.series_number is None else str(f.series_number),
@@ -155,7 +182,7 @@ def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME) -> s
     }
     name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
     name = _clean(name) or "series"
-    if len(series.groups) > 1 and "%g" not in template:
+    if group_suffix and len(series.groups) > 1 and "%g" not in template:
         name += f"_g{group.index}"
     return name
 
@@ -220,9 +247,13 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     if scan_result is None:
         scan_result = scan(inputs, series_uid=series_uid,
                            progress=(lambda d, t: progress("scan", "", d, t)) if progress else None)
+    if policy.merge_4d and fmt not in ("nii", "nii.gz"):
+        raise ValueError(f"--4d writes NIfTI (nii, nii.gz), not {fmt}: ITK cannot read a "
+                         "spatial NRRD or MHA with a time axis")
     result = ConversionResult(scan_result)
-    used: set = set()
+    names = _Names()
     for series in scan_result.series:
+        todo = []
         for group in series.groups:
             gp = plan_group(group, policy)
             if gp.refused:
@@ -237,23 +268,86 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                         "which MetaImage (.mha) cannot hold; write nii, nii.gz or nrrd, or use "
                         "--tilt resample").to_dict()]))
                     continue
-                stem = output_stem(series, group, name) + (f"_p{vp.part}" if vp.part else "")
-                base, k = stem, 2
-                while stem in used:
-                    stem, k = f"{base}_{k}", k + 1
-                used.add(stem)
-                vol = load_plan(vp, policy=policy, progress=progress)
-                path = os.path.join(outdir, stem + ext)
-                write_volume(path, vol.array, vol.affine, fmt,
-                             description=f"dicomrecon {__version__} {vp.label}")
-                sidecar_path = os.path.join(outdir, stem + ".json")
-                write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
-                result.outputs.append(Output(vp.label, path, sidecar_path,
-                                             tuple(vol.array.shape[::-1])))
-                if progress:
-                    progress("write", vp.label, 1, 1)
+                todo.append(vp)
+        sets = merge_sets(todo) if policy.merge_4d else []
+        merged = {id(vp) for group_set in sets for vp in group_set}
+        for vps in sets:
+            stem = names.take(output_stem(series, vps[0].group, name, group_suffix=False) + "_4D")
+            vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
+            array = np.stack([v.array for v in vols]).astype(
+                np.result_type(*[v.array.dtype for v in vols]), copy=False)
+            path = os.path.join(outdir, stem + ext)
+            label = "+".join(vp.label for vp in vps)
+            write_volume(path, array, vols[0].affine, fmt,
+                         description=f"dicomrecon {__version__} {label}")
+            side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
+            sidecar_path = os.path.join(outdir, stem + ".json")
+            write_json(sidecar_path, side)
+            result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
+        for vp in todo:
+            if id(vp) in merged:
+                continue
+            stem = names.take(output_stem(series, vp.group, name)
+                              + (f"_p{vp.part}" if vp.part else ""))
+            vol = load_plan(vp, policy=policy, progress=progress)
+            path = os.path.join(outdir, stem + ext)
+            write_volume(path, vol.array, vol.affine, fmt, rgb=vol.is_rgb,
+                         description=f"dicomrecon {__version__} {vp.label}")
+            sidecar_path = os.path.join(outdir, stem + ".json")
+            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
+            result.outputs.append(Output(vp.label, path, sidecar_path,
+                                         tuple(vol.array.shape[:3][::-1])))
+            if progress:
+                progress("write", vp.label, 1, 1)
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
+
+
+class _Names:
+    """Unique output stems: a repeated stem gets _2, _3, ..."""
+
+    def __init__(self):
+        self.used: set = set()
+
+    def take(self, stem: str) -> str:
+        base, k = stem, 2
+        while stem in self.used:
+            stem, k = f"{base}_{k}", k + 1
+        self.used.add(stem)
+        return stem
+
+
+def merge_sets(plans: list) -> list:
+    """Volume plans that --4d writes as one 4D volume, each list ordered along the 4th axis.
+
+    Members are repeats of one stack (same family, split by the same key, equal in every other
+    split key), stacked as acquired on the same grid (shape and affine), none partial.
+    """
+    buckets: dict = {}
+    for vp in plans:
+        g = vp.group
+        if vp.kind != "stack" or g.repeat_key is None or vp.part or \
+                any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
+                vp.slices[0].samples_per_pixel != 1:
+            continue
+        others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items() if k != g.repeat_key))
+        aff = np.round(stack_affine(vp), 3).tobytes()
+        key = (g.family, g.repeat_key, others, len(vp.slices), vp.slices[0].rows,
+               vp.slices[0].columns, aff)
+        buckets.setdefault(key, []).append(vp)
+    out = []
+    for key, vps in buckets.items():
+        if len(vps) > 1:
+            rk = key[1]
+            out.append(sorted(vps, key=lambda v: _sort_value(v.group.split_keys.get(rk))))
+    return out
+
+
+def _sort_value(v):
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
@@ -261,7 +355,7 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
     group = vp.group
     f = vp.slices[0]
     origin, spacing, direction = decompose_affine(vol.affine)
-    base = os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
+    base = _base(root)
 
     def uniq(attr):
         vals = sorted({getattr(h, attr) for h in vp.slices}, key=lambda v: (v is None, v))
@@ -272,7 +366,8 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "volume": {
             "file": filename, "format": fmt,
-            "shape_xyz": list(vol.array.shape[::-1]), "dtype": str(vol.array.dtype),
+            "shape_xyz": list(vol.array.shape[:3][::-1]), "dtype": str(vol.array.dtype),
+            "components": 3 if vol.is_rgb else 1,
             "affine_lps": vol.affine.tolist(), "affine_ras": lps_to_ras(vol.affine).tolist(),
             "origin_lps": origin.tolist(), "spacing": spacing.tolist(),
             "direction_lps": direction.tolist(),
@@ -292,9 +387,9 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
         "reconstruction": vp.kind,
         "policy": vol.metadata["policy"],
         **_slice_lists(vol, vp, base),
-        "geometry": vp.geometry.to_dict(),
+        "geometry": vp.geometry.to_dict() if vp.geometry else None,
         "tags": {
-            "ImageOrientationPatient": list(f.iop), "PixelSpacing": list(f.pixel_spacing),
+            "ImageOrientationPatient": _list(f.iop), "PixelSpacing": _list(f.pixel_spacing),
             "SliceThickness": uniq("slice_thickness"), "GantryDetectorTilt": uniq("gantry_tilt"),
             "RescaleSlope": uniq("rescale_slope"), "RescaleIntercept": uniq("rescale_intercept"),
             "RescaleType": f.rescale_type or None,
@@ -308,10 +403,42 @@ def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
     }
 
 
+def _list(v):
+    return None if v is None else list(v)
+
+
+def _base(root: str) -> str:
+    """Folder that source file names in a sidecar are relative to."""
+    return os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
+
+
+def sidecar_4d(vols: list, array, root: str, filename: str, fmt: str) -> dict:
+    """The first volume's sidecar, plus the 4th axis and every volume's own sources."""
+    side = sidecar(vols[0], root, filename, fmt)
+    plans = [v.metadata["plan"] for v in vols]
+    key = plans[0].group.repeat_key
+    side["volume"]["shape_xyzt"] = list(array.shape[::-1])
+    side["volume"].pop("shape_xyz")
+    side["volume"]["dtype"] = str(array.dtype)
+    side["fourth_axis"] = {"key": key, "values": [p.group.split_keys.get(key) for p in plans],
+                           "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values"}
+    side["source"]["group"] = [p.label for p in plans]
+    side["source"]["split_keys"] = [p.group.split_keys for p in plans]
+    side["volumes"] = [{"t": t, "group": p.label, "split_keys": p.group.split_keys,
+                        "values": v.metadata["values"],
+                        **_slice_lists(v, p, _base(root))}
+                       for t, (p, v) in enumerate(zip(plans, vols))]
+    side.pop("slices", None)
+    side["processing"] = side["processing"] + [
+        f"--4d: {len(vols)} volumes on one grid stacked along a 4th axis by {key}"]
+    return side
+
+
 def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
     """Which source instance(s) each output slice came from."""
     src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
-            "instance_number": h.instance_number, "image_position_patient": list(h.ipp)}
+            **({"frame": h.frame + 1} if h.number_of_frames > 1 else {}),
+            "instance_number": h.instance_number, "image_position_patient": _list(h.ipp)}
            for h in vp.slices]
     info = vol.metadata.get("resample")
     if info is None:  # stacked or sheared: output slice z is source slice z

@@ -80,6 +80,9 @@ def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
     plan = plan_values(slices)
     raw_dt = plan.stored_dtype
     nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
+    if slices[0].samples_per_pixel == 3:
+        return _decode_rgb(slices, progress), ValuePlan("none", None, None, raw_dt), [
+            "8-bit colour kept as RGB triples (compressed YBR decoded to RGB)"]
     per_slice = plan.mode == "per-slice" or (
         plan.mode == "uniform" and not (_is_int(plan.slope) and _is_int(plan.intercept)))
     notes = []
@@ -134,6 +137,22 @@ def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
     return out, plan, notes
 
 
+def _decode_rgb(slices: list, progress) -> np.ndarray:
+    nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
+    out = np.empty((nz, ny, nx, 3), dtype=np.uint8)
+    for k, h in enumerate(slices):
+        if h.is_native and h.planar_configuration == 1:  # RRR...GGG...BBB...
+            planes = np.empty((3, ny, nx), dtype=np.uint8)
+            out[k] = np.moveaxis(_read_frame(h, planes), 0, -1)
+        else:
+            got = _read_frame(h, out[k])
+            if got is not out[k]:
+                out[k] = got
+        if progress:
+            progress(k + 1, nz)
+    return out
+
+
 def read_stored(h: SliceHeader) -> np.ndarray:
     """The stored integers of one single-frame file, as (rows, columns)."""
     buf = np.empty((h.rows, h.columns), dtype=stored_dtype(h))
@@ -178,9 +197,10 @@ def _decode_compressed(h: SliceHeader) -> np.ndarray:
         from pydicom.uid import UID
         raise DecodeError(f"{h.path}: cannot decode (7FE0,0010) 'Pixel Data' with transfer syntax "
                           f"'{UID(h.transfer_syntax).name}' ({type(exc).__name__}: {exc})")
-    if arr.shape != (h.rows, h.columns):
+    want = (h.rows, h.columns) + ((3,) if h.samples_per_pixel == 3 else ())
+    if arr.shape != want:
         raise DecodeError(f"{h.path}: decoded pixel data has shape {arr.shape}, expected "
-                          f"{(h.rows, h.columns)} from (0028,0010)/(0028,0011)")
+                          f"{want} from (0028,0010)/(0028,0011)/(0028,0002)")
     return arr
 
 

@@ -32,6 +32,8 @@ class Group:
     split_keys: dict                # what distinguishes this group from its siblings
     geometry: Optional[geo.StackGeometry] = None
     findings: list = field(default_factory=list)
+    family: int = 0                 # groups split from one stack by a repeat key share this
+    repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -158,8 +160,13 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
     series = []
     for uid, hs in by_uid.items():
         groups = []
-        for g in _split_series(uid, hs, tol):
-            groups += _split_repeats(g, skipped, tol)
+        for fam, g in enumerate(_split_series(uid, hs, tol)):
+            subs = _split_repeats(g, skipped, tol)
+            for sub in subs:
+                sub.family = fam
+            if len(subs) > 1:
+                _mark_partial(subs)
+            groups += subs
         counters: dict = {}
         for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
             counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
@@ -268,10 +275,11 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
         values = {getattr(h, attr) for h in g.slices}
         if len(values) > 1:
             out = []
-            for v in sorted(values, key=lambda x: (x is None, str(x))):
+            for v in sorted(values, key=lambda x: (x is None, _sortable(x))):
                 members = [h for h in g.slices if getattr(h, attr) == v]
-                shown = "\\".join(v) if isinstance(v, tuple) else v
-                sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown})
+                shown = "\\".join(map(str, v)) if isinstance(v, tuple) else v
+                sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown},
+                            repeat_key=kw)
                 out += _split_repeats(sub, skipped, tol)
             return out
     members = _drop_identical(g.slices, clusters, skipped)
@@ -286,7 +294,25 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
                                            members[i].path))
         for r, i in enumerate(ordered, start=1):
             ranks.setdefault(r, []).append(members[i])
-    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}) for r, hs in ranks.items()]
+    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}, repeat_key="repeat")
+            for r, hs in ranks.items()]
+
+
+def _sortable(v):
+    """Numbers sort as numbers, everything else as text."""
+    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
+
+
+def _mark_partial(subs: list) -> None:
+    """Repeats of one stack with fewer positions than the others: an interrupted acquisition."""
+    full = max(len(g.slices) for g in subs)
+    for g in subs:
+        if len(g.slices) < full:
+            g.findings.append(Finding(
+                "PARTIAL_VOLUME", WARNING,
+                f"{len(g.slices)} of {full} slice positions: a partial repeat (an interrupted "
+                "acquisition, or an extra image); written on its own, never merged into a 4D "
+                "volume", value=[len(g.slices), full]))
 
 
 def _instance_trend(hs: list, pos: np.ndarray, clusters: list):
@@ -368,11 +394,15 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "without it the image cannot be placed in patient space, and dicomrecon does not "
             "invent a geometry", missing[0][2].split(" ")[0]))
         return
-    if f.samples_per_pixel != 1:
+    colour_ok = f.samples_per_pixel == 3 and f.bits_allocated == 8 and (
+        f.photometric == "RGB" or not f.is_native)  # compressed YBR is decoded to RGB
+    if f.samples_per_pixel != 1 and not colour_ok:
         g.findings.append(Finding(
             "COLOR_UNSUPPORTED", ERROR,
-            f"{f.name}: a (0028,0002) 'Samples per Pixel' value of '{f.samples_per_pixel}' "
-            f"({f.photometric}) is not supported yet, only 1", "(0028,0002)", f.samples_per_pixel))
+            f"{f.name}: a (0028,0002) 'Samples per Pixel' value of '{f.samples_per_pixel}' with "
+            f"(0028,0004) 'Photometric Interpretation' '{f.photometric}' and {f.bits_allocated}-bit "
+            "samples is not supported: only 1 sample, or 8-bit RGB (uncompressed RGB, or "
+            "compressed colour decoded to RGB)", "(0028,0002)", f.samples_per_pixel))
         return
     if f.bits_allocated == 1:
         g.findings.append(Finding(

@@ -41,6 +41,8 @@ class Policy:
     spacing: Union[str, float] = "median"
     interpolation: str = "linear"
     max_gap: float = 3.0
+    merge_4d: bool = False        # --4d: repeats of one grid (time, echo, ...) as one 4D NIfTI
+    no_geometry: bool = False     # --no-geometry: write images without IPP/IOP, flagged
 
     def __post_init__(self):
         if self.tilt not in TILT_POLICIES:
@@ -55,7 +57,8 @@ class Policy:
 
     def to_dict(self) -> dict:
         return {"tilt": self.tilt, "irregular": self.irregular, "spacing": self.spacing,
-                "interpolation": self.interpolation, "max_gap": self.max_gap}
+                "interpolation": self.interpolation, "max_gap": self.max_gap,
+                "merge_4d": self.merge_4d, "no_geometry": self.no_geometry}
 
 
 DEFAULT_POLICY = Policy()
@@ -67,8 +70,8 @@ class VolumePlan:
 
     group: Group
     slices: list                     # SliceHeader, ascending along the normal
-    geometry: geo.StackGeometry      # of exactly these slices
-    kind: str                        # "stack", "sheared" or "resample"
+    geometry: Optional[geo.StackGeometry]  # of exactly these slices (None: placeholder)
+    kind: str                        # "stack", "sheared", "resample" or "placeholder"
     part: Optional[int] = None       # 1-based when the group is split into several volumes
     findings: list = field(default_factory=list)
 
@@ -93,6 +96,13 @@ def _refuse(group: Group, code: str, message: str, **kw) -> GroupPlan:
 
 
 def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
+    if group.refused and policy.no_geometry and {f.code for f in group.reasons} == {"NO_GEOMETRY"}:
+        slices = sorted(group.slices, key=lambda h: (h.instance_number or 0, h.frame, h.path))
+        return GroupPlan(group, [VolumePlan(group, slices, None, "placeholder", None, [Finding(
+            "NO_GEOMETRY_PLACEHOLDER", WARNING,
+            "written with --no-geometry: the affine is a PLACEHOLDER (identity orientation, "
+            "origin 0, PixelSpacing or 1 mm), NOT a position in patient space; slices are in "
+            "InstanceNumber order")])], [])
     if group.refused:
         return GroupPlan(group, [], group.reasons)
     geom = group.geometry

@@ -40,6 +40,12 @@ class Volume:
         return decompose_affine(self.affine)[2]
 
     @property
+    def is_rgb(self) -> bool:
+        """(nz, ny, nx, 3) uint8 colour."""
+        return bool(self.metadata.get("rgb")) and self.array.ndim == 4 \
+            and self.array.shape[-1] == 3 and self.array.dtype == np.uint8
+
+    @property
     def is_orthogonal(self) -> bool:
         d = self.direction
         return bool(np.allclose(d.T @ d, np.eye(3), atol=1e-6))
@@ -55,7 +61,7 @@ class Volume:
         if not self.is_orthogonal:
             raise ValueError("a sheared grid cannot be an ITK image (its direction must be "
                              "orthonormal); resample it first")
-        img = sitk.GetImageFromArray(self.array)
+        img = sitk.GetImageFromArray(self.array, isVector=self.is_rgb)
         origin, spacing, direction = decompose_affine(self.affine)
         img.SetOrigin(tuple(origin))
         img.SetSpacing(tuple(spacing))
@@ -69,8 +75,11 @@ class Volume:
         if image.GetDimension() != 3:
             raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
         array = sitk.GetArrayFromImage(image)
+        meta = dict(metadata or {})
+        if image.GetNumberOfComponentsPerPixel() == 3 and array.dtype == np.uint8:
+            meta.setdefault("rgb", True)
         return cls(array, _affine(image.GetOrigin(), image.GetSpacing(), image.GetDirection()),
-                   dict(metadata or {}))
+                   meta)
 
     # --- itk (optional extra: pip install dicomrecon[itk]) ---------------------------------
     def to_itk(self):

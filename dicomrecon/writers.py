@@ -88,27 +88,39 @@ def _write_array(fp, array: np.ndarray) -> None:
 
 
 def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str, *,
-                 description: str = "dicomrecon") -> None:
-    """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`)."""
-    if array.ndim != 3:
-        raise OutputError(f"{path}: expected a 3D array, got shape {array.shape}")
+                 description: str = "dicomrecon", rgb: bool = False) -> None:
+    """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`).
+
+    ``array`` is (nz, ny, nx); (nt, nz, ny, nx) for a 4D series (NIfTI only); or, with
+    ``rgb``, (nz, ny, nx, 3) uint8 colour.
+    """
+    spatial = array.shape[:3] if rgb else array.shape[-3:]
+    if rgb and (array.ndim != 4 or array.shape[3] != 3 or array.dtype != np.uint8):
+        raise OutputError(f"{path}: an RGB volume must be (nz, ny, nx, 3) uint8, got "
+                          f"{array.shape} {array.dtype}")
+    if not rgb and array.ndim not in (3, 4):
+        raise OutputError(f"{path}: expected a 3D or 4D array, got shape {array.shape}")
     if array.dtype not in _NIFTI_CODES:
         raise OutputError(f"{path}: cannot write pixel type {array.dtype}")
+    nt = array.shape[0] if (array.ndim == 4 and not rgb) else None
+    if nt and fmt not in ("nii", "nii.gz"):
+        raise OutputError(f"{path}: 4D volumes are written as NIfTI (nii, nii.gz) only: ITK "
+                          "cannot read a spatial NRRD or MHA with a time axis")
     try:
         with atomic_path(path) as tmp:
             if fmt in ("nii", "nii.gz"):
-                header = nifti_header(array.shape, array.dtype, affine_lps, description)
+                header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb)
                 with _open_out(tmp, fmt == "nii.gz") as fp:
                     fp.write(header)
                     _write_array(fp, array)
             elif fmt == "nrrd":
                 with open(tmp, "wb") as fp:
-                    fp.write(nrrd_header(array.shape, array.dtype, affine_lps))
+                    fp.write(nrrd_header(spatial, array.dtype, affine_lps, rgb=rgb))
                     _write_array(fp, array)
             elif fmt == "mha":
                 _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
                 with open(tmp, "wb") as fp:
-                    fp.write(mha_header(array.shape, array.dtype, affine_lps))
+                    fp.write(mha_header(spatial, array.dtype, affine_lps, rgb=rgb))
                     _write_array(fp, array)
             else:
                 extension(fmt)
@@ -176,7 +188,8 @@ def quaternion_from_rotation(r: np.ndarray):
     return (b, c, d), qfac
 
 
-def nifti_header(shape_zyx, dtype, affine_lps, description: str = "") -> bytes:
+def nifti_header(shape_zyx, dtype, affine_lps, description: str = "", *, nt=None,
+                 rgb: bool = False) -> bytes:
     """348-byte NIfTI-1 header plus the 4-byte empty extension flag (vox_offset 352).
 
     sform holds the exact RAS affine (sform_code 1, scanner).  qform (code 1) holds the same
@@ -192,9 +205,10 @@ def nifti_header(shape_zyx, dtype, affine_lps, description: str = "") -> bytes:
     h = bytearray(352)
     struct.pack_into("<i", h, 0, 348)
     struct.pack_into("<c", h, 38, b"r")
-    struct.pack_into("<8h", h, 40, 3, nx, ny, nz, 1, 1, 1, 1)
-    struct.pack_into("<hh", h, 70, _NIFTI_CODES[dtype], dtype.itemsize * 8)
-    struct.pack_into("<8f", h, 76, qfac, *spacing, 0, 0, 0, 0)
+    struct.pack_into("<8h", h, 40, 4 if nt else 3, nx, ny, nz, nt or 1, 1, 1, 1)
+    code, bits = (128, 24) if rgb else (_NIFTI_CODES[dtype], dtype.itemsize * 8)  # 128: RGB24
+    struct.pack_into("<hh", h, 70, code, bits)
+    struct.pack_into("<8f", h, 76, qfac, *spacing, 1.0 if nt else 0.0, 0, 0, 0)
     struct.pack_into("<f", h, 108, 352.0)                 # vox_offset
     struct.pack_into("<ff", h, 112, 1.0, 0.0)             # scl_slope, scl_inter: identity
     struct.pack_into("<B", h, 123, 2)                     # xyzt_units: mm
@@ -212,19 +226,22 @@ def _num(v: float) -> str:
     return repr(float(v)) if not float(v).is_integer() else str(int(v))
 
 
-def nrrd_header(shape_zyx, dtype, affine_lps) -> bytes:
+def nrrd_header(shape_zyx, dtype, affine_lps, *, rgb: bool = False) -> bytes:
     nz, ny, nx = shape_zyx
     a = np.asarray(affine_lps, dtype=float)
     dirs = " ".join("(" + ",".join(_num(v) for v in a[:3, i]) + ")" for i in range(3))
+    sizes, kinds = f"{nx} {ny} {nz}", "domain domain domain"
+    if rgb:
+        sizes, kinds, dirs = f"3 {sizes}", f"RGB-color {kinds}", f"none {dirs}"
     lines = [
         "NRRD0004",
         "# written by dicomrecon; format: http://teem.sourceforge.net/nrrd/format.html",
         f"type: {_NRRD_TYPES[np.dtype(dtype).name]}",
-        "dimension: 3",
+        f"dimension: {4 if rgb else 3}",
         "space: left-posterior-superior",
-        f"sizes: {nx} {ny} {nz}",
+        f"sizes: {sizes}",
         f"space directions: {dirs}",
-        "kinds: domain domain domain",
+        f"kinds: {kinds}",
         "endian: little",
         "encoding: raw",
         "space origin: (" + ",".join(_num(v) for v in a[:3, 3]) + ")",
@@ -232,7 +249,7 @@ def nrrd_header(shape_zyx, dtype, affine_lps) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("ascii")
 
 
-def mha_header(shape_zyx, dtype, affine_lps) -> bytes:
+def mha_header(shape_zyx, dtype, affine_lps, *, rgb: bool = False) -> bytes:
     nz, ny, nx = shape_zyx
     origin, spacing, direction = decompose_affine(affine_lps)
     lines = [
@@ -246,6 +263,7 @@ def mha_header(shape_zyx, dtype, affine_lps) -> bytes:
         "CenterOfRotation = 0 0 0",
         "ElementSpacing = " + " ".join(_num(v) for v in spacing),
         f"DimSize = {nx} {ny} {nz}",
+    ] + (["ElementNumberOfChannels = 3"] if rgb else []) + [
         f"ElementType = {_MET_TYPES[np.dtype(dtype).name]}",
         "ElementDataFile = LOCAL",
     ]
