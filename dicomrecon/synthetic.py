@@ -56,6 +56,9 @@ class SeriesSpec:
     gantry_tilt_tag: Optional[float] = None
     pixel_padding_value: Optional[int] = None    # stored value, written as (0028,0120)
     instance_offset: int = 0                     # InstanceNumber of slice 0 is 1 + this
+    extra_tags: dict = field(default_factory=dict)  # keyword -> value, set on every slice
+    rgb: bool = False                            # 8-bit RGB: R = phantom, G = 255 - R, B = 7
+    geometry: bool = True                        # False: no IPP / IOP (e.g. a CR image)
     shuffle_names: bool = False
     reverse_instance_numbers: bool = False
     seed: int = 0
@@ -97,6 +100,15 @@ class SeriesSpec:
         lo = info.min if info.min == 0 else -(2 ** (bits - 1))
         hi = 2 ** bits - 1 if info.min == 0 else 2 ** (bits - 1) - 1
         return np.clip(raw, lo, hi).astype(self.dtype)
+
+
+def _rgb_slice(self, ipp) -> np.ndarray:
+    """(rows, columns, 3) uint8 colour of a slice."""
+    red = np.mod(np.rint(self.phantom(self.world_of_pixels(ipp))), 256).astype(np.uint8)
+    return np.stack([red, 255 - red, np.full_like(red, 7)], axis=-1)
+
+
+SeriesSpec.rgb_slice = _rgb_slice
 
 
 def write_series(spec: SeriesSpec, folder: str, *, study_uid: Optional[str] = None) -> list:
@@ -145,8 +157,9 @@ def _slice_dataset(spec: SeriesSpec, i: int, ipp, study_uid, frame_uid) -> Datas
     ds.SeriesNumber = spec.series_number
     ds.SeriesDescription = spec.series_description
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.ImagePositionPatient = [float(f"{v:.6f}") for v in ipp]
-    ds.ImageOrientationPatient = [float(f"{v:.8f}") for v in spec.iop]
+    if spec.geometry:
+        ds.ImagePositionPatient = [float(f"{v:.6f}") for v in ipp]
+        ds.ImageOrientationPatient = [float(f"{v:.8f}") for v in spec.iop]
     ds.PixelSpacing = list(spec.pixel_spacing)
     ds.SliceThickness = abs(spec.slice_step)
     if spec.gantry_tilt_tag is not None:
@@ -166,6 +179,17 @@ def _slice_dataset(spec: SeriesSpec, i: int, ipp, study_uid, frame_uid) -> Datas
             ds.RescaleType = "HU"
     if spec.pixel_padding_value is not None:
         ds.PixelPaddingValue = spec.pixel_padding_value
+    for kw, value in spec.extra_tags.items():
+        setattr(ds, kw, value)
+    if spec.rgb:
+        r = spec.rgb_slice(ipp)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            if kw in ds:
+                delattr(ds, kw)
+        ds.PixelData = r.tobytes()
+        return ds
     pixels = spec.stored_slice(i, ipp)
     order = ">" if spec.transfer_syntax == ExplicitVRBigEndian else "<"
     ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
@@ -179,4 +203,69 @@ def expected_values(spec: SeriesSpec, world: np.ndarray) -> np.ndarray:
     return np.rint((v - spec.intercept(0)) / spec.slope(0)) * spec.slope(0) + spec.intercept(0)
 
 
-__all__ = ["SeriesSpec", "write_series", "ramp_phantom", "expected_values", "replace"]
+def write_enhanced(spec: SeriesSpec, path: str, *, frame_order: Optional[Sequence[int]] = None) -> str:
+    """Write ``spec`` as ONE enhanced multi-frame file (Enhanced CT / MR Image Storage).
+
+    Geometry and rescale live in the functional groups: PixelMeasures and PlaneOrientation
+    shared, PlanePosition and PixelValueTransformation per frame (so per-frame rescale works);
+    ``frame_order`` stores the slices in another order than along the normal.
+    """
+    ipps = spec.ipps()
+    n = len(ipps)
+    order = list(frame_order) if frame_order is not None else list(range(n))
+    enh_class = "1.2.840.10008.5.1.4.1.1.2.1" if spec.modality == "CT" else "1.2.840.10008.5.1.4.1.1.4.1"
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = enh_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = enh_class, sop_uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), spec.series_uid
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.Modality, ds.Manufacturer = spec.modality, "dicomrecon synthetic"
+    ds.PatientName, ds.PatientID = "Synthetic^Phantom", "SYN0001"
+    ds.SeriesNumber, ds.SeriesDescription, ds.InstanceNumber = spec.series_number, spec.series_description, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.NumberOfFrames = n
+    info = np.iinfo(spec.dtype)
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = spec.rows, spec.columns, 1
+    ds.PhotometricInterpretation = spec.photometric
+    ds.BitsAllocated = ds.BitsStored = info.bits
+    ds.HighBit = info.bits - 1
+    ds.PixelRepresentation = 1 if info.min < 0 else 0
+    shared = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = list(spec.pixel_spacing)
+    pm.SliceThickness = abs(spec.slice_step)
+    po = Dataset()
+    po.ImageOrientationPatient = [float(f"{v:.8f}") for v in spec.iop]
+    shared.PixelMeasuresSequence = [pm]
+    shared.PlaneOrientationSequence = [po]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames, per = [], []
+    for pos, i in enumerate(order):
+        fr = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = [float(f"{v:.6f}") for v in ipps[i]]
+        pvt = Dataset()
+        pvt.RescaleSlope, pvt.RescaleIntercept = f"{spec.slope(i):.8g}", f"{spec.intercept(i):.8g}"
+        pvt.RescaleType = "HU" if spec.modality == "CT" else "US"
+        fc = Dataset()
+        fc.StackID, fc.InStackPositionNumber = "1", i + 1
+        fc.DimensionIndexValues = [1, i + 1]
+        fr.PlanePositionSequence = [pp]
+        fr.PixelValueTransformationSequence = [pvt]
+        fr.FrameContentSequence = [fc]
+        per.append(fr)
+        frames.append(spec.stored_slice(i, ipps[i]))
+    ds.PerFrameFunctionalGroupsSequence = per
+    ds.PixelData = np.stack(frames).astype(np.dtype(spec.dtype).newbyteorder("<")).tobytes()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+__all__ = ["SeriesSpec", "write_series", "write_enhanced", "ramp_phantom", "expected_values",
+           "replace"]
