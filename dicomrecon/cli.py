@@ -6,6 +6,11 @@ import json
 import os
 import sys
 from enum import Enum
+
+# numpy asks the kernel for transparent huge pages on large arrays; where the kernel then
+# compacts memory on demand (THP defrag "madvise"), filling a 500 MB volume stalls for about a
+# second.  Set before numpy is imported; a user's own setting wins.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 from pathlib import Path
 from typing import Optional
 
@@ -116,6 +121,9 @@ def _run(fn):
     except KeyboardInterrupt:
         _err("interrupted")
         raise typer.Exit(130)
+    except BrokenPipeError:  # e.g. "dicomrecon scan DIR | head": the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
     except typer.Exit:
         raise
     except Exception as exc:  # a bug: one line unless --debug
@@ -261,6 +269,57 @@ def convert_cmd(
             code = ExitCode.PARTIAL if result.outputs else ExitCode.NOTHING_CONVERTED
             raise typer.Exit(int(code))
     _run(run)
+
+
+# --- export command (begin)
+@app.command("export")
+def export_cmd(
+    input: Path = typer.Argument(..., help="A volume file (.nii, .nii.gz, .nrrd, .mha) or a DICOM "
+                                 "folder holding one volume."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the DICOM series "
+                                "(written atomically; must not exist or be empty, unless "
+                                "--force)."),
+    like: Optional[Path] = typer.Option(None, "--like", help="Reference whose patient, study and "
+                                        "frame of reference the series keeps: a DICOM folder, or "
+                                        "the NAME.json sidecar of a conversion (default: NAME.json "
+                                        "beside INPUT, or INPUT's own DICOM source)."),
+    standalone: bool = typer.Option(False, "--standalone", help="Ignore the automatic reference: "
+                                    "new study and frame of reference."),
+    series_number: Optional[int] = typer.Option(None, "--series-number", help="SeriesNumber "
+                                                "(default: 1000 + the source's, or 1000)."),
+    series_description: Optional[str] = typer.Option(None, "--series-description",
+                                                     help="SeriesDescription (default: the "
+                                                     "source's + ' derived')."),
+    patient_name: Optional[str] = typer.Option(None, "--patient-name", help="PatientName of a "
+                                               "standalone series (e.g. 'Doe^Jane')."),
+    patient_id: Optional[str] = typer.Option(None, "--patient-id", help="PatientID of a "
+                                             "standalone series."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Override the Modality "
+                                           "(e.g. OT for a label image made from a CT)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+):
+    """Write a volume as a derived DICOM series (CT Image, MR Image or Secondary Capture)."""
+
+    def run():
+        from .export import export_series
+        result = export_series(str(input), str(output), like=str(like) if like else None,
+                               series_number=series_number, series_description=series_description,
+                               patient_name=patient_name, patient_id=patient_id,
+                               modality=modality, standalone=standalone, force=force)
+        for note in result.notes:
+            typer.echo(note)
+        typer.echo(f"wrote {len(result.files)} file(s) to {result.outdir}: "
+                   f"{result.sop_class_name}, Modality {result.modality}, SeriesNumber {result.series_number}, "
+                   f"{'x'.join(map(str, result.shape_xyz))}, SeriesInstanceUID "
+                   f"{result.series_instance_uid}")
+        if result.values is not None:
+            typer.echo(f"values: {result.values.describe()}; quantisation step "
+                       f"{result.values.step:.6g}")
+        typer.echo(f"source references: {result.source_references} of {len(result.files)} "
+                   "instance(s)" if result.reference else "standalone: new study and frame of "
+                   "reference")
+    _run(run)
+# --- export command (end)
 
 
 def main():  # console-script entry point
