@@ -15,8 +15,8 @@ from .decode import decode
 from .discovery import Group, ScanResult, Series, scan
 from .errors import AmbiguousInputError, OutputError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
-from .resample import resample, target_grid
-from .geometry import ERROR, Finding, decompose_affine, lps_affine, lps_to_ras
+from .resample import resample, target_grid, uncovered_mm
+from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
 from .volume import Volume
 from .writers import extension, write_json, write_volume
 
@@ -136,6 +136,13 @@ def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
     else:
         res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
     steps = np.diff(geom.positions)
+    beyond = uncovered_mm(grid)
+    if beyond > 1e-3:
+        vp.findings.append(Finding(
+            "SLAB_NOT_COVERED", WARNING,
+            f"the explicit slice spacing {policy.spacing} mm does not divide the acquired slab: "
+            f"the last {beyond:.4g} mm of it lies beyond the last output plane (use --spacing "
+            "median or min to span it exactly)", value=beyond))
     why = []
     if geom.is_tilted:
         why.append(f"gantry tilt {geom.tilt_deg:.3g} deg")

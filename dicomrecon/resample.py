@@ -67,6 +67,15 @@ def slice_spacing(positions: np.ndarray, rule: Union[str, float]) -> float:
     raise ValueError(f"unknown spacing rule {rule!r}: use 'median', 'min' or a number of mm")
 
 
+def _is_explicit(rule) -> bool:
+    return isinstance(rule, (int, float)) or (isinstance(rule, str) and _is_number(rule))
+
+
+def uncovered_mm(grid: "TargetGrid") -> float:
+    """How far the last source slice lies beyond the last output plane (explicit spacing)."""
+    return float(grid.src_positions[-1] - grid.z_positions[-1]) if len(grid.z_positions) else 0.0
+
+
 def _is_number(s: str) -> bool:
     try:
         float(s)
@@ -97,6 +106,10 @@ def target_grid(orientation: Orientation, pixel_spacing: Sequence[float], ipp_so
     x1 = math.ceil(u.max() + nx - 1 - EPS)
     y1 = math.ceil(v.max() + ny - 1 - EPS)
     dz = slice_spacing(pos, spacing) if len(pos) > 1 else 1.0
+    if len(pos) > 1 and not _is_explicit(spacing):
+        # A rule (median, min) picks the step nearest to it that spans the first to the last
+        # slice exactly, so no acquired slice falls beyond the grid.
+        dz = pos[-1] / max(1, round(pos[-1] / dz))
     nz = int(math.floor(pos[-1] / dz + EPS)) + 1 if len(pos) > 1 else 1
     affine = np.eye(4)
     affine[:3, 0] = orientation.row * dx

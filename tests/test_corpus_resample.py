@@ -43,38 +43,45 @@ def bilinear(img, c, r):
     return top * (1 - fr) + bot * fr, inside, local_range
 
 
-def check_plane(vol, k, path):
-    ipp, row, col, ps, px = source_slice(path)
-    normal = np.cross(row, col)
-    # the output plane k lies in the source slice's plane
-    assert abs((vol.affine[:3, 3] + k * vol.affine[:3, 2] - ipp) @ normal) < 1e-3
+def check_plane(vol, k, sources):
+    """Output plane k against its source files: ``sources`` is [(path, weight)].
+
+    The weights must put the plane where it is along the normal (from each file's own IPP),
+    and every voxel must hold the weighted bilinear interpolation of those files' pixels at
+    the voxel's projection onto each of them.
+    """
     ny, nx = vol.array.shape[1:]
     yy, xx = np.mgrid[0:ny, 0:nx]
     world = (vol.affine[:3, 3] + k * vol.affine[:3, 2] + xx[..., None] * vol.affine[:3, 0]
              + yy[..., None] * vol.affine[:3, 1])
-    rel = world - ipp
-    expected, inside, grad = bilinear(px, rel @ row / ps[1], rel @ col / ps[0])
+    expected = np.zeros((ny, nx))
+    grad = np.zeros((ny, nx))
+    inside = np.ones((ny, nx), bool)
+    plane_pos = 0.0
+    for path, w in sources:
+        ipp, row, col, ps, px = source_slice(path)
+        plane_pos += w * ((ipp - world[0, 0]) @ np.cross(row, col))
+        rel = world - ipp
+        value, ins, g = bilinear(px, rel @ row / ps[1], rel @ col / ps[0])
+        expected += w * value
+        grad = np.maximum(grad, g)
+        inside &= ins
+    assert abs(plane_pos) < 1e-3  # the weights reproduce the plane's place along the normal
     got = vol.array[k].astype(float)
     assert inside.mean() > 0.5
     excess = (np.abs(got - expected) - 0.5)[inside]  # 0.5: rounding back to integer HU
-    # The files' IOP cosines are unit only to ~5e-8 (e.g. 0.9588197\0.2840153), so projecting
+    # The files' IOP cosines are unit only to ~5e-8 (e.g. 0.9588197\\0.2840153), so projecting
     # with them or with the orthonormalised cosines differs by ~3e-5 px over 512 pixels:
     # allow 1e-4 px of position times the local gradient, and float32 arithmetic (1e-3).
     assert np.all(excess <= 1e-3 + 1e-4 * grad[inside]), excess.max()
     return inside
 
 
-def planes_on_sources(vol):
-    """(output z, source file) for output planes that coincide with a source slice."""
-    info = vol.metadata["resample"]
-    out = []
-    plan = vol.metadata["plan"]
-    for entry in info["output_slices"]:
-        if len(entry["sources"]) == 1:
-            uid = entry["sources"][0]["sop_instance_uid"]
-            h = next(h for h in plan.slices if h.sop_instance_uid == uid)
-            out.append((entry["z"], h.path))
-    return out
+def plane_sources(vol):
+    """[(output z, [(source path, weight)])] for every output plane, from the sidecar data."""
+    by_uid = {h.sop_instance_uid: h.path for h in vol.metadata["plan"].slices}
+    return [(e["z"], [(by_uid[s["sop_instance_uid"]], s["weight"]) for s in e["sources"]])
+            for e in vol.metadata["resample"]["output_slices"]]
 
 
 @pytest.mark.parametrize("folder, tilt", [("ct_ge_tilt18p5_varspacing", 18.5),
@@ -87,21 +94,23 @@ def test_real_tilted_ct_lands_on_its_source_pixels(corpus, folder, tilt):
     vol = dicomrecon.read_volume(g)
     d = vol.direction
     assert np.allclose(d.T @ d, np.eye(3), atol=1e-6)  # orthogonal output grid
-    pairs = planes_on_sources(vol)
-    assert len(pairs) >= 10
-    for k, path in pairs[:: max(1, len(pairs) // 6)]:
-        check_plane(vol, k, path)
+    planes = plane_sources(vol)
+    assert len(planes) >= 20
+    for k, sources in planes[:: max(1, len(planes) // 8)] + planes[-1:]:
+        check_plane(vol, k, sources)
+    # the grid spans the acquired slab: first and last slice lie on the first and last plane
+    assert [len(planes[0][1]), len(planes[-1][1])] == [1, 1]
 
 
 def test_stacked_as_orthogonal_would_be_millimetres_off(corpus):
     """The check above can fail: move the output by the tilt shear of one slab and it does."""
     g = dicomrecon.scan(corpus / "ct_philips_s21610_s3010_tilt16p5").groups[0]
     vol = dicomrecon.read_volume(g)
-    k, path = planes_on_sources(vol)[-1]
+    k, sources = plane_sources(vol)[-1]
     vol.affine = vol.affine.copy()
     vol.affine[:3, 3] += g.geometry.shear * (g.geometry.positions[-1] - g.geometry.positions[0])
     with pytest.raises(AssertionError):
-        check_plane(vol, k, path)
+        check_plane(vol, k, sources)
 
 
 def test_ge_missing_slice_is_interpolated_and_reported(corpus):
@@ -110,8 +119,8 @@ def test_ge_missing_slice_is_interpolated_and_reported(corpus):
     vol = vols[0]
     assert vol.array.shape[0] == 5 and vol.spacing[2] == pytest.approx(5.0, abs=0.01)
     assert "INTERPOLATED_MISSING" in {f.code for f in vol.metadata["plan"].findings}
-    for k, path in planes_on_sources(vol):
-        check_plane(vol, k, path)
+    for k, sources in plane_sources(vol):
+        check_plane(vol, k, sources)
     blended = [e for e in vol.metadata["resample"]["output_slices"] if len(e["sources"]) == 2]
     assert len(blended) == 1 and [s["weight"] for s in blended[0]["sources"]] == [0.5, 0.5]
 
