@@ -18,7 +18,7 @@ from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import resample, target_grid, uncovered_mm
 from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
 from .volume import Volume
-from .writers import extension, write_json, write_volume
+from .writers import extension, is_inside, write_json, write_volume
 
 #: Default output name: SeriesNumber, then SeriesDescription.  See README "Output names".
 DEFAULT_NAME = "%n_%d"
@@ -223,8 +223,7 @@ class ConversionResult:
 def check_output_dir(outdir: str, inputs: str) -> str:
     outdir = os.path.abspath(outdir)
     src = os.path.realpath(inputs)
-    real = os.path.realpath(outdir)
-    if real == src or (os.path.isdir(src) and real.startswith(src.rstrip(os.sep) + os.sep)):
+    if is_inside(outdir, src):
         raise OutputError(f"{outdir}: the output folder is inside the input folder {src}; "
                           "dicomrecon never writes into its input", hint="choose another -o")
     if os.path.exists(outdir) and not os.path.isdir(outdir):

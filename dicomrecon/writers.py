@@ -50,6 +50,12 @@ def extension(fmt: str) -> str:
     return "." + fmt
 
 
+def is_inside(child: str, parent: str) -> bool:
+    """``child`` is ``parent`` or lies below it (symbolic links resolved)."""
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
