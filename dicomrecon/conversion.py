@@ -277,8 +277,10 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                 todo.append(vp)
         sets = merge_sets(todo) if policy.merge_4d else []
         merged = {id(vp) for group_set in sets for vp in group_set}
+        alone = len(sets) + len(todo) - len(merged) == 1  # the series' only output
         for vps in sets:
-            stem = names.take(output_stem(series, vps[0].group, name, group_suffix=False) + "_4D")
+            stem = names.take(output_stem(series, vps[0].group, name, group_suffix=not alone)
+                              + "_4D")
             vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
             array = np.stack([v.array for v in vols]).astype(
                 np.result_type(*[v.array.dtype for v in vols]), copy=False)
