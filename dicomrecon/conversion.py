@@ -18,7 +18,7 @@ from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import resample, target_grid, uncovered_mm
 from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
 from .volume import Volume
-from .writers import extension, is_inside, write_json, write_volume
+from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
 
 #: Default output name: SeriesNumber, then SeriesDescription.  See README "Output names".
 DEFAULT_NAME = "%n_%d"
@@ -228,12 +228,7 @@ def check_output_dir(outdir: str, inputs: str) -> str:
                           "dicomrecon never writes into its input", hint="choose another -o")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise OutputError(f"{outdir}: exists and is not a folder")
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror})")
-    if not os.access(outdir, os.W_OK | os.X_OK):
-        raise OutputError(f"{outdir}: the output folder is not writable")
+    make_writable_folder(outdir)
     return outdir
 
 

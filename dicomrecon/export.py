@@ -91,7 +91,7 @@ from . import __version__
 from .errors import (DicomReconError, ExitCode, InputError, OutputError, RefusedError)
 from .geometry import decompose_affine
 from .volume import Volume
-from .writers import is_inside
+from .writers import is_inside, make_writable_folder
 
 #: Root of every UID dicomrecon makes: "2.25." + the integer of a random (version 4) UUID.
 UID_ROOT = "2.25."
@@ -708,13 +708,7 @@ def check_output(outdir: str, inputs: list, force: bool) -> str:
         if os.listdir(outdir) and not force:
             raise OutputError(f"{outdir}: the output folder exists and is not empty",
                               hint="choose a new folder, or pass --force to replace it")
-    parent = os.path.dirname(outdir)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{parent}: cannot create the parent folder ({exc.strerror})")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{parent}: the parent folder is not writable")
+    make_writable_folder(os.path.dirname(outdir), "parent folder")
     return outdir
 
 

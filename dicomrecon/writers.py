@@ -56,6 +56,16 @@ def is_inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
+def make_writable_folder(folder: str, what: str = "output folder") -> None:
+    """Create ``folder`` if needed and check it can be written; OutputError saying why not."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the {what} ({exc.strerror})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: the {what} is not writable")
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
