@@ -19,7 +19,7 @@ def scan(path: Union[str, os.PathLike], *, series_uid: Optional[str] = None) -> 
     return _scan(os.fspath(path), series_uid=series_uid)
 
 
-def _one_group(source: PathOrGroup, series_uid: Optional[str]) -> Group:
+def _one_group(source: PathOrGroup, series_uid: Optional[str], policy: Policy) -> Group:
     if isinstance(source, Group):
         return source
     result = scan(source, series_uid=series_uid)
@@ -27,7 +27,7 @@ def _one_group(source: PathOrGroup, series_uid: Optional[str]) -> Group:
     if not groups:
         raise NoDicomError(f"{os.fspath(source)}: no DICOM image found "
                            f"({len(result.skipped)} file(s) skipped)")
-    good = [g for g in groups if not plan_group(g).refused]
+    good = [g for g in groups if not plan_group(g, policy).refused]
     if len(groups) > 1:
         listing = "; ".join(f"{g.label} {g.first.series_description!r} "
                             f"{'x'.join(map(str, g.shape_xyz))}"
@@ -48,7 +48,8 @@ def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None,
     that holds several volumes.
     """
     from .conversion import load_group
-    return load_group(_one_group(source, series_uid), policy=policy or DEFAULT_POLICY)
+    policy = policy or DEFAULT_POLICY
+    return load_group(_one_group(source, series_uid, policy), policy=policy)
 
 
 def read_volumes(source: Union[str, os.PathLike, ScanResult], *,

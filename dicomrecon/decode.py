@@ -77,6 +77,13 @@ def _fit_int(lo: float, hi: float, prefer_size: int) -> np.dtype:
 
 def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
     """Return ``(array (nz, ny, nx), ValuePlan, notes)`` for slices already in output order."""
+    try:
+        return _decode(slices, progress)
+    finally:
+        _LAST_DECODED.clear()  # a decoded multi-frame file is kept only while one group decodes
+
+
+def _decode(slices: list, progress: ProgressFn) -> tuple:
     plan = plan_values(slices)
     raw_dt = plan.stored_dtype
     nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
@@ -91,6 +98,7 @@ def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
         buf = np.empty((ny, nx), dtype=raw_dt)
         for k, h in enumerate(slices):
             raw = _read_frame(h, buf)
+            # a decoded frame may be a view into the cached multi-frame array: never edit it
             raw = _fix_bits(raw.copy() if raw is not buf else raw, h)
             np.multiply(raw, np.float32(h.rescale_slope), out=out[k], casting="unsafe")
             out[k] += np.float32(h.rescale_intercept)
@@ -119,13 +127,12 @@ def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
     if target.itemsize == raw_dt.itemsize:
         # Modular arithmetic in the stored type, then reinterpret the bits: exact whenever the
         # true result fits the target type, which _fit_int guarantees.  No extra memory.
-        wrap = out
         if slope != 1:
-            np.multiply(wrap, slope, out=wrap, casting="unsafe")
+            np.multiply(out, slope, out=out, casting="unsafe")
         if intercept:
-            np.add(wrap, np.array(intercept).astype(raw_dt, casting="unsafe"), out=wrap,
+            np.add(out, np.array(intercept).astype(raw_dt, casting="unsafe"), out=out,
                    casting="unsafe")
-        out = wrap.view(target)
+        out = out.view(target)
     else:
         res = out.astype(target)
         if slope != 1:

@@ -381,7 +381,7 @@ def _str(ds, kw):
     return str(v).strip()
 
 
-def _locate_pixels(fp, size: int, implicit: bool, little: bool):
+def _locate_pixels(fp, implicit: bool, little: bool):
     """At the position pydicom stopped: return (tag, value offset, length) or None."""
     start = fp.tell()
     head = fp.read(12)
@@ -436,7 +436,7 @@ def _pydicom_header(fp, size: int, path: str):
         implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
     where = None
     if ts != "1.2.840.10008.1.2.1.99":  # deflated: pydicom read from an inflated buffer
-        where = _locate_pixels(fp, size, implicit, little)
+        where = _locate_pixels(fp, implicit, little)
     return _fast_values(ds), ts, implicit, little, where
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import geometry as geo
 from .discovery import Group
-from .geometry import ERROR, INFO, WARNING, Finding
+from .geometry import ERROR, WARNING, Finding
 
 TILT_POLICIES = ("resample", "preserve", "refuse")
 IRREGULAR_POLICIES = ("resample", "split", "refuse")
@@ -194,4 +194,4 @@ def _split_at_gaps(positions: np.ndarray, nominal: float, max_gap: float):
     return runs, gaps
 
 
-__all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group", "INFO"]
+__all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group"]
