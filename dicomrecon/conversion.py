@@ -320,11 +320,22 @@ class _Names:
         return stem
 
 
+#: Split keys that --4d turns into the 4th axis, in the order volumes are sorted along it.
+#: Echoes are a 4th axis only when nothing else varies (multi-echo fMRI: one 4D per echo).
+FOURTH_AXIS_KEYS = ("DiffusionBValue", "DiffusionGradientOrientation",
+                    "TemporalPositionIdentifier", "TriggerTime", "AcquisitionNumber",
+                    "SOPInstanceUID", "repeat")
+ECHO_KEYS = ("EchoNumbers", "EchoTime")
+#: 4th-axis keys without a natural order: along them, volumes follow acquisition order.
+UNORDERED_KEYS = ("DiffusionGradientOrientation", "SOPInstanceUID", "repeat")
+
+
 def merge_sets(plans: list) -> list:
     """Volume plans that --4d writes as one 4D volume, each list ordered along the 4th axis.
 
-    Members are repeats of one stack (same family, split by the same key, equal in every other
-    split key), stacked as acquired on the same grid (shape and affine), none partial.
+    Members are repeats of one stack (same family and equal in every split key that is not a
+    4th-axis key: image type, orientation, ...), stacked as acquired on the same grid (shape
+    and affine), none partial.
     """
     buckets: dict = {}
     for vp in plans:
@@ -333,17 +344,39 @@ def merge_sets(plans: list) -> list:
                 any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
                 vp.slices[0].samples_per_pixel != 1:
             continue
-        others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items() if k != g.repeat_key))
+        others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items()
+                              if k not in FOURTH_AXIS_KEYS + ECHO_KEYS))
         aff = np.round(stack_affine(vp), 3).tobytes()
-        key = (g.family, g.repeat_key, others, len(vp.slices), vp.slices[0].rows,
-               vp.slices[0].columns, aff)
+        key = (g.family, others, len(vp.slices), vp.slices[0].rows, vp.slices[0].columns, aff)
         buckets.setdefault(key, []).append(vp)
     out = []
-    for key, vps in buckets.items():
-        if len(vps) > 1:
-            rk = key[1]
-            out.append(sorted(vps, key=lambda v: _sort_value(v.group.split_keys.get(rk))))
+    for vps in buckets.values():
+        varying = [k for k in FOURTH_AXIS_KEYS
+                   if len({str(v.group.split_keys.get(k)) for v in vps}) > 1]
+        echoes = [k for k in ECHO_KEYS if len({str(v.group.split_keys.get(k)) for v in vps}) > 1]
+        if varying and echoes:  # one 4D per echo, along the other keys
+            per_echo: dict = {}
+            for v in vps:
+                per_echo.setdefault(tuple(str(v.group.split_keys.get(k)) for k in echoes),
+                                    []).append(v)
+            sets = list(per_echo.values())
+        else:
+            sets = [vps]
+            varying = varying or echoes
+        ordered = [k for k in varying if k not in UNORDERED_KEYS]
+        for members in sets:
+            if len(members) > 1:  # natural order of the keys, then acquisition order
+                out.append(sorted(members, key=lambda v: tuple(
+                    _sort_value(v.group.split_keys.get(k)) for k in ordered) + (
+                    min(h.instance_number or 0 for h in v.slices),)))
     return out
+
+
+def fourth_axis_keys(plans: list) -> list:
+    """The split keys whose values differ along a --4d set."""
+    keys = [k for k in FOURTH_AXIS_KEYS + ECHO_KEYS
+            if len({str(p.group.split_keys.get(k)) for p in plans}) > 1]
+    return keys
 
 
 def _sort_value(v):
@@ -419,12 +452,17 @@ def sidecar_4d(vols: list, array, root: str, filename: str, fmt: str) -> dict:
     """The first volume's sidecar, plus the 4th axis and every volume's own sources."""
     side = sidecar(vols[0], root, filename, fmt)
     plans = [v.metadata["plan"] for v in vols]
-    key = plans[0].group.repeat_key
+    keys = fourth_axis_keys(plans)
+    key = keys[0] if len(keys) == 1 else keys
     side["volume"]["shape_xyzt"] = list(array.shape[::-1])
     side["volume"].pop("shape_xyz")
     side["volume"]["dtype"] = str(array.dtype)
-    side["fourth_axis"] = {"key": key, "values": [p.group.split_keys.get(key) for p in plans],
-                           "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values"}
+    side["fourth_axis"] = {
+        "key": key,
+        "values": [p.group.split_keys.get(key) if len(keys) == 1 else
+                   {k: p.group.split_keys.get(k) for k in keys} for p in plans],
+        "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values; diffusion "
+                "gradient directions are DICOM's, in patient (LPS) coordinates"}
     side["source"]["group"] = [p.label for p in plans]
     side["source"]["split_keys"] = [p.group.split_keys for p in plans]
     side["volumes"] = [{"t": t, "group": p.label, "split_keys": p.group.split_keys,

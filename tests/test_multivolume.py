@@ -188,3 +188,42 @@ def test_magnitude_and_phase_split_by_image_type(tmp_path):
                      tmp_path / "in" / kind)
     result = dicomrecon.scan(tmp_path / "in")
     assert [g.split_keys["ImageType"] for g in result.groups] == ["ORIGINAL\\M", "ORIGINAL\\P"]
+
+
+def test_diffusion_b0_and_directions_make_one_4d(tmp_path):
+    uid = SeriesSpec().series_uid
+    acqs = [(0, None), (1000, [1.0, 0.0, 0.0]), (1000, [0.0, 1.0, 0.0])]
+    for i, (b, g) in enumerate(acqs):
+        tags = {"DiffusionBValue": b}
+        if g is not None:
+            tags["DiffusionGradientOrientation"] = g
+        write_series(SeriesSpec(series_uid=uid, modality="MR", n_slices=6, extra_tags=tags,
+                                instance_offset=10 * i,
+                                phantom=lambda p, i=i: 100.0 * (i + 1) + p[..., 2]),
+                     tmp_path / "in" / f"b{i}")
+    result = dicomrecon.scan(tmp_path / "in")
+    assert len(result.groups) == 3
+    r = convert(tmp_path / "in", tmp_path / "o", fmt="nii", policy=Policy(merge_4d=True))
+    assert [o.shape_xyz for o in r.outputs] == [(12, 16, 6, 3)]
+    side = json.loads(open(r.outputs[0].sidecar).read())
+    assert side["fourth_axis"]["key"] == ["DiffusionBValue", "DiffusionGradientOrientation"]
+    values = side["fourth_axis"]["values"]
+    assert [v["DiffusionBValue"] for v in values] == [0.0, 1000.0, 1000.0]
+    data = np.asarray(nib.load(r.outputs[0].path).dataobj)
+    assert [int(data[..., t].min() // 100) for t in range(3)] == [1, 2, 3]  # b0 first, in order
+
+
+def test_multi_echo_time_series_gives_one_4d_per_echo(tmp_path):
+    uid = SeriesSpec().series_uid
+    for e in (1, 2):
+        for t in (1, 2, 3):
+            write_series(SeriesSpec(series_uid=uid, modality="MR", n_slices=5,
+                                    instance_offset=100 * e + 10 * t,
+                                    extra_tags={"EchoNumbers": e, "TemporalPositionIdentifier": t}),
+                         tmp_path / "in" / f"e{e}t{t}")
+    r = convert(tmp_path / "in", tmp_path / "o", fmt="nii", policy=Policy(merge_4d=True))
+    assert sorted(o.shape_xyz for o in r.outputs) == [(12, 16, 5, 3), (12, 16, 5, 3)]
+    for o in r.outputs:
+        side = json.loads(open(o.sidecar).read())
+        assert side["fourth_axis"]["key"] == "TemporalPositionIdentifier"
+        assert len({str(v["EchoNumbers"]) for v in side["source"]["split_keys"]}) == 1
