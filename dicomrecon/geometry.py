@@ -398,3 +398,99 @@ def decompose_affine(affine: np.ndarray):
     m = np.asarray(affine, dtype=float)[:3, :3]
     spacing = np.linalg.norm(m, axis=0)
     return np.asarray(affine, dtype=float)[:3, 3].copy(), spacing, m / spacing
+
+
+# --------------------------------------------------------------------------------------------
+# Orthogonal grids and their DICOM slice geometry
+# --------------------------------------------------------------------------------------------
+#: |cos| between two grid axes above this is a shear (a non-orthogonal grid).
+ORTHO_TOL = 1e-6
+
+
+class GeometryError(ValueError):
+    """A grid that cannot be what was asked (sheared, degenerate); the message says how."""
+
+
+def is_orthogonal(direction: np.ndarray, tol: float = ORTHO_TOL) -> bool:
+    """True when the (3, 3) unit-column direction's axes are perpendicular within ``tol``.
+
+    >>> is_orthogonal(np.eye(3)), is_orthogonal(np.array([[1, 0, 0], [0, 1, 0.6], [0, 0, 0.8]]))
+    (True, False)
+    """
+    d = np.asarray(direction, dtype=float)
+    return bool(np.all(np.abs(d.T @ d - np.eye(3)) <= tol))
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Per-slice DICOM geometry of an orthogonal grid, slices ascending along the normal."""
+
+    iop: np.ndarray            # (6,) row cosine (x axis), column cosine (y axis)
+    ipps: np.ndarray           # (nz, 3) ImagePositionPatient of each written slice
+    pixel_spacing: tuple       # (row spacing = y spacing, column spacing = x spacing)
+    slice_spacing: float
+    normal: np.ndarray         # cross(row, column)
+    z_reversed: bool           # written slice k is volume slice nz - 1 - k
+
+
+def slice_geometry(affine: np.ndarray, nz: int) -> SliceGeometry:
+    """DICOM slice geometry of an index (x, y, z) -> LPS affine.
+
+    Raises :class:`GeometryError` naming the angles when the grid is sheared or degenerate.
+
+    >>> g = slice_geometry(np.diag([0.5, 0.6, 2.0, 1.0]), 3)
+    >>> g.ipps[:, 2].tolist(), g.pixel_spacing, g.z_reversed
+    ([0.0, 2.0, 4.0], (0.6, 0.5), False)
+    >>> slice_geometry(np.diag([0.5, 0.6, -2.0, 1.0]), 3).ipps[:, 2].tolist()
+    [-4.0, -2.0, 0.0]
+    """
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise GeometryError(f"the affine {affine.tolist()} is not a finite (4, 4) matrix")
+    if np.any(np.linalg.norm(affine[:3, :3], axis=0) == 0):
+        raise GeometryError(f"the grid is degenerate: a zero voxel size in {affine.tolist()}")
+    origin, spacing, direction = decompose_affine(affine)
+    check_orthogonal(direction)
+    row, col, zdir = direction[:, 0], direction[:, 1], direction[:, 2]
+    normal = np.cross(row, col)
+    reversed_ = float(np.dot(zdir, normal)) < 0
+    k = np.arange(nz, dtype=float)
+    if reversed_:
+        k = k[::-1]
+    ipps = origin + np.outer(k, affine[:3, 2])
+    return SliceGeometry(np.concatenate([row, col]), ipps, (float(spacing[1]), float(spacing[0])),
+                         float(spacing[2]), normal, reversed_)
+
+
+def check_orthogonal(direction: np.ndarray) -> None:
+    """Raise :class:`GeometryError` naming the shear when the unit axes are not perpendicular."""
+    d = np.asarray(direction, dtype=float)
+    cos = {"x-y": abs(float(d[:, 0] @ d[:, 1])), "x-z": abs(float(d[:, 0] @ d[:, 2])),
+           "y-z": abs(float(d[:, 1] @ d[:, 2]))}
+    worst = max(cos.values())
+    if worst <= ORTHO_TOL:
+        return
+    angles = ", ".join(f"{k} {np.degrees(np.arccos(min(1.0, c))):.4g} deg"
+                       for k, c in cos.items())
+    n = np.cross(d[:, 0], d[:, 1])
+    tilt = np.degrees(np.arccos(min(1.0, abs(float(n @ d[:, 2])) / max(np.linalg.norm(n), 1e-12))))
+    raise GeometryError(
+        f"the volume's grid is sheared: its axes are not perpendicular ({angles}; the z axis is "
+        f"{tilt:.4g} deg from the slice normal), beyond |cos| {ORTHO_TOL:g}; a DICOM series "
+        "for ordinary readers needs an orthogonal grid (resample it onto one first, e.g. "
+        "dicomrecon convert --tilt resample)")
+
+
+def patient_orientation(row: np.ndarray, col: np.ndarray) -> list:
+    """PatientOrientation (0020,0020) letters of the row and column directions (LPS).
+
+    >>> patient_orientation(np.array([1.0, 0, 0]), np.array([0, 0.6, -0.8]))
+    ['L', 'FP']
+    """
+    letters = (("R", "L"), ("A", "P"), ("F", "H"))
+
+    def one(v):
+        order = np.argsort(-np.abs(v), kind="stable")
+        return "".join(letters[i][int(v[i] > 0)] for i in order if abs(v[i]) > 1e-4)
+
+    return [one(np.asarray(row, float)), one(np.asarray(col, float))]

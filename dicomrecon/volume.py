@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import apply_affine, decompose_affine, lps_to_ras
+from .geometry import apply_affine, decompose_affine, is_orthogonal, lps_to_ras
 
 
 @dataclass
@@ -47,8 +47,7 @@ class Volume:
 
     @property
     def is_orthogonal(self) -> bool:
-        d = self.direction
-        return bool(np.allclose(d.T @ d, np.eye(3), atol=1e-6))
+        return is_orthogonal(self.direction)
 
     def world(self, index_xyz) -> np.ndarray:
         """LPS mm of (..., 3) indices (x, y, z)."""

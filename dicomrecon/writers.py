@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import OutputError
-from .geometry import LPS_TO_RAS, decompose_affine
+from .geometry import LPS_TO_RAS, decompose_affine, is_orthogonal
 
 FORMATS = ("nii.gz", "nii", "nrrd", "mha")
 
@@ -163,8 +163,7 @@ def _json_default(o):
 
 
 def _check_orthogonal(affine, what, path):
-    _, _, direction = decompose_affine(affine)
-    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
+    if not is_orthogonal(decompose_affine(affine)[2]):
         raise OutputError(f"{path}: {what} cannot hold a sheared (non-orthogonal) grid; "
                           "write NIfTI or NRRD, or resample")
 
@@ -216,7 +215,7 @@ def nifti_header(shape_zyx, dtype, affine_lps, description: str = "", *, nt=None
     dtype = np.dtype(dtype)
     ras = LPS_TO_RAS @ np.asarray(affine_lps, dtype=float)
     origin, spacing, direction = decompose_affine(ras)
-    orthogonal = np.allclose(direction.T @ direction, np.eye(3), atol=1e-6)
+    orthogonal = is_orthogonal(direction)
     (qb, qc, qd), qfac = quaternion_from_rotation(direction) if orthogonal else ((0, 0, 0), 1.0)
     h = bytearray(352)
     struct.pack_into("<i", h, 0, 348)
