@@ -323,6 +323,10 @@ def export_cmd(
 
 
 def main():  # console-script entry point
+    import warnings
+    # pydicom warns about odd values as it parses; dicomrecon reports what matters itself,
+    # as findings and skip reasons, so its warnings would only be noise on the terminal.
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     app()
 
 

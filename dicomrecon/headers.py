@@ -171,6 +171,8 @@ def _walk(r: _Reader, pos: int, end, implicit: bool, raw: dict, top: bool):
             vr, length, vpos = None, _UNPACK_L(d, pos + 4)[0], pos + 8
         else:
             vr = d[pos + 4:pos + 6]
+            if not (vr.isalpha() and vr.isupper()):
+                raise _Fallback(f"not a VR: {vr!r}")
             if vr in _LONG_VRS:
                 d = r.need(pos + 12)
                 length, vpos = _UNPACK_L(d, pos + 8)[0], pos + 12
@@ -422,22 +424,23 @@ def _pydicom_header(fp, size: int, path: str):
     from pydicom.errors import InvalidDicomError
     try:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=TAGS)
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        implicit, little = ds.original_encoding
+        values = _fast_values(ds)
     except InvalidDicomError:
         raise SkipFile(f"{path}: not a DICOM file (no 'DICM' prefix at byte 128 and no "
                        "File Meta Information)")
     except Exception as exc:  # pydicom raises many types on corrupt or truncated headers
         raise SkipFile(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
-    meta = getattr(ds, "file_meta", None)
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if not ts:
         raise SkipFile(f"{path}: a (0002,0010) 'Transfer Syntax UID' is missing")
-    implicit, little = ds.original_encoding
     if implicit is None:  # pydicom could not tell (empty dataset)
         implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
     where = None
     if ts != "1.2.840.10008.1.2.1.99":  # deflated: pydicom read from an inflated buffer
         where = _locate_pixels(fp, implicit, little)
-    return _fast_values(ds), ts, implicit, little, where
+    return values, ts, implicit, little, where
 
 
 def read_header(path: str) -> SliceHeader:
@@ -450,7 +453,8 @@ def read_header(path: str) -> SliceHeader:
     with fp:
         try:
             ds, ts, implicit, little, where = _walk_file(fp, size)
-        except (_Fallback, struct.error):
+        except (_Fallback, struct.error, UnicodeDecodeError, ValueError, IndexError):
+            # anything unusual or damaged: pydicom reads it, or says why it cannot
             fp.seek(0)
             ds, ts, implicit, little, where = _pydicom_header(fp, size, path)
     sop_class = _str(ds, "SOPClassUID")
@@ -551,9 +555,14 @@ def expand_frames(h: SliceHeader) -> list:
     """Per-frame headers of an enhanced multi-frame file (PS3.3 C.7.6.16 functional groups)."""
     import pydicom
     try:
-        ds = pydicom.dcmread(h.path, stop_before_pixels=True)
-    except Exception as exc:
+        return _frames(h, pydicom.dcmread(h.path, stop_before_pixels=True))
+    except SkipFile:
+        raise
+    except Exception as exc:  # pydicom raises many types on damaged sequences and values
         raise SkipFile(f"{h.path}: unreadable functional groups ({type(exc).__name__}: {exc})")
+
+
+def _frames(h: SliceHeader, ds) -> list:
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
