@@ -479,6 +479,7 @@ def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
     """Which source instance(s) each output slice came from."""
     src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
             **({"frame": h.frame + 1} if h.number_of_frames > 1 else {}),
+            **({"tile": h.frame + 1} if "mosaic" in h.extra else {}),
             "instance_number": h.instance_number, "image_position_patient": _list(h.ipp)}
            for h in vp.slices]
     info = vol.metadata.get("resample")

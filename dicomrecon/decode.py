@@ -169,6 +169,8 @@ def read_stored(h: SliceHeader) -> np.ndarray:
 
 def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
     """Stored values of ``h``'s single frame, read into ``into`` when possible."""
+    if "mosaic" in h.extra:
+        return _mosaic_tile(h)
     if h.is_native:
         try:
             with open(h.path, "rb") as fp:
@@ -187,7 +189,20 @@ def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
     return _decode_compressed(h)
 
 
-_LAST_DECODED: dict = {}  # {path: all frames} of the last multi-frame file decoded
+_LAST_DECODED: dict = {}  # {path: all frames} of the last multi-frame file or mosaic decoded
+
+
+def _mosaic_tile(h: SliceHeader) -> np.ndarray:
+    """One tile of a Siemens MOSAIC: the whole mosaic is decoded once per file."""
+    rows, cols, r, c = h.extra["mosaic"]
+    if h.path not in _LAST_DECODED:
+        whole = SliceHeader(**{**h.__dict__, "rows": rows, "columns": cols, "frame": 0,
+                               "extra": {}})
+        buf = np.empty((rows, cols), dtype=stored_dtype(h))
+        got = _read_frame(whole, buf)
+        _LAST_DECODED.clear()
+        _LAST_DECODED[h.path] = got
+    return _LAST_DECODED[h.path][r * h.rows:(r + 1) * h.rows, c * h.columns:(c + 1) * h.columns]
 
 
 def _decode_compressed(h: SliceHeader) -> np.ndarray:

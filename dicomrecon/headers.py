@@ -303,9 +303,10 @@ class SliceHeader:
 
     @property
     def multiframe_uid(self) -> Optional[str]:
-        """SOPInstanceUID of a multi-frame file (frames of different files are different
-        acquisitions when they share positions); None for a single-frame image."""
-        return self.sop_instance_uid if self.number_of_frames > 1 else None
+        """SOPInstanceUID of a multi-frame file or a mosaic (its frames or tiles, and those of
+        another file at the same positions, are different acquisitions); None otherwise."""
+        return self.sop_instance_uid if (self.number_of_frames > 1 or "mosaic" in self.extra) \
+            else None
 
     @property
     def instance_key(self) -> tuple:
@@ -413,6 +414,9 @@ def read_headers(path: str) -> list:
     has_groups = h.extra.pop("_functional_groups")
     if h.number_of_frames > 1 and has_groups:
         return expand_frames(h)
+    if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
+            and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
+        return expand_mosaic(h)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
         h.extra["unexpanded_frames"] = True
     return [h]
@@ -612,5 +616,64 @@ def _frames(h: SliceHeader, ds) -> list:
             ft = ftype.get("FrameType")
             if ft:
                 d["image_type"] = tuple(str(x) for x in (ft if not isinstance(ft, str) else [ft]))
+        out.append(SliceHeader(**d))
+    return out
+
+
+# ------------------------------------------------------------------------ Siemens MOSAIC
+def expand_mosaic(h: SliceHeader) -> list:
+    """One header per tile of a Siemens MOSAIC image (its slices laid out in a grid).
+
+    The number of tiles and the slice normal come from the Siemens CSA image header (read by
+    nibabel's ``nicom.csareader``); the tiles are square-tiled, ``ceil(sqrt(n))`` a side, in
+    order along the CSA slice normal.  ImagePositionPatient of a mosaic is the corner of the
+    whole mosaic: the first tile's origin is moved by half the size difference between mosaic
+    and tile, as nibabel's MosaicWrapper and dcm2niix do; tile k lies k slice spacings
+    (SpacingBetweenSlices, else SliceThickness) along the normal.  Without a usable CSA header
+    the image stays one header and is refused with the reason.
+    """
+    import math
+
+    import numpy as np
+    import pydicom
+    try:
+        import warnings
+        with warnings.catch_warnings():  # nibabel warns that its DICOM *readers* are
+            warnings.simplefilter("ignore")  # experimental; only its CSA parser is used here
+            from nibabel.nicom import csareader
+    except ImportError:
+        h.extra["mosaic_problem"] = "nibabel is not installed (pip install nibabel)"
+        return [h]
+    try:
+        ds = pydicom.dcmread(h.path, stop_before_pixels=True)
+        csa = csareader.get_csa_header(ds, "image")
+        n = csareader.get_n_mosaic(csa) if csa else None
+        normal = csareader.get_slice_normal(csa) if csa else None
+        sbs = ds.get("SpacingBetweenSlices")
+    except Exception as exc:  # damaged private data: keep one header, refused with the reason
+        h.extra["mosaic_problem"] = f"the Siemens CSA header is unreadable ({type(exc).__name__})"
+        return [h]
+    if not n or normal is None:
+        h.extra["mosaic_problem"] = ("the Siemens CSA image header (0029,1010) has no "
+                                     "NumberOfImagesInMosaic / SliceNormalVector")
+        return [h]
+    side = math.ceil(math.sqrt(n))
+    if h.rows % side or h.columns % side:
+        h.extra["mosaic_problem"] = (f"a {h.rows}x{h.columns} mosaic does not divide into "
+                                     f"{side}x{side} tiles for NumberOfImagesInMosaic {n}")
+        return [h]
+    tr, tc = h.rows // side, h.columns // side
+    row, col = np.asarray(h.iop[:3]), np.asarray(h.iop[3:])
+    ps = h.pixel_spacing
+    first = (np.asarray(h.ipp) + col * ps[0] * (h.rows - tr) / 2
+             + row * ps[1] * (h.columns - tc) / 2)
+    dz = float(sbs) if sbs else (h.slice_thickness or 1.0)
+    normal = np.asarray(normal, dtype=float) / np.linalg.norm(normal)
+    out = []
+    for k in range(n):
+        d = dict(h.__dict__)
+        d.update(frame=k, rows=tr, columns=tc,
+                 ipp=tuple(float(v) for v in first + k * dz * normal),
+                 extra={**h.extra, "mosaic": (h.rows, h.columns, k // side, k % side)})
         out.append(SliceHeader(**d))
     return out

@@ -366,9 +366,8 @@ def check_run_accounts_for_everything(run: FolderRun):
         assert not idle, (f"{o.path.name}: {len(idle)} listed source file(s) contribute to no "
                           f"output slice and are not reported as skipped: "
                           f"{[os.path.relpath(f, os.path.realpath(run.folder)) for f in idle]}")
-        for f in {f for f in files if files.count(f) > 1}:  # only a multi-frame file may
-            frames = _dcmread(f).get("NumberOfFrames", 1)  # give several slices
-            assert int(frames or 1) > 1, f"{o.path.name}: single-frame {f} used for 2 slices"
+        for f in {f for f in files if files.count(f) > 1}:  # only a multi-frame file or a
+            assert _several_images(f), f"{o.path.name}: single-frame {f} used for 2 slices"
         listed = {_abs(o.sidecar, s["file"]) for s in _source_list(o.sidecar)}
         assert listed <= {os.path.realpath(p) for p in scan_groups[o.group]["files"]}, (
             f"{o.path.name}: source files outside scan's group {o.group}")
@@ -388,7 +387,7 @@ def check_run_accounts_for_everything(run: FolderRun):
     assert not extra, f"files reported that are not in the input: {extra[:5]}"
     def multi_frame_outputs(f, uses):  # the frames of one multi-frame file may feed
         return (all(x.startswith("output ") for x in uses)  # several outputs
-                and int(_dcmread(f).get("NumberOfFrames", 1) or 1) > 1)
+                and _several_images(f))
 
     twice = {os.path.relpath(f, os.path.realpath(run.folder)): w for f, w in used.items()
              if len(w) > 1 and not multi_frame_outputs(f, w)}
@@ -602,6 +601,35 @@ def _fg(ds, per_frame, attr_seq, attr):
     return ds.get(attr)
 
 
+def _several_images(path: str) -> bool:
+    """A multi-frame file, or a Siemens MOSAIC (slices tiled in one frame)."""
+    ds = _dcmread(path)
+    return int(ds.get("NumberOfFrames", 1) or 1) > 1 or "MOSAIC" in [
+        str(v).upper() for v in ds.get("ImageType", [])]
+
+
+def check_mosaic_tile(o: "Output", z: int, entry: dict, data, a_lps: np.ndarray):
+    """Slice z is tile ``entry["tile"]`` of a MOSAIC: its pixels are that tile of the file, in
+    row-major tile order, on the file's orientation.  (Where the tiles lie along the normal is
+    checked against dcm2niix in test_corpus_multivolume.)"""
+    path = _abs(o.sidecar, entry["file"])
+    ds = _dcmread(path, pixels=data is not None)
+    nx, ny = o.sidecar["volume"]["shape_xyz"][:2]
+    iop = np.array(ds.ImageOrientationPatient, dtype=float)
+    ps = np.array(ds.PixelSpacing, dtype=float)
+    np.testing.assert_allclose(a_lps[:3, 0], iop[:3] * ps[1], atol=1e-6)
+    np.testing.assert_allclose(a_lps[:3, 1], iop[3:] * ps[0], atol=1e-6)
+    assert ds.SOPInstanceUID == entry["sop_instance_uid"]
+    if data is not None:
+        full = ds.pixel_array.astype(float) * float(ds.get("RescaleSlope", 1) or 1) + float(
+            ds.get("RescaleIntercept", 0) or 0)
+        side = full.shape[1] // nx
+        r, c = divmod(entry["tile"] - 1, side)
+        tile = full[r * ny:(r + 1) * ny, c * nx:(c + 1) * nx]
+        np.testing.assert_array_equal(np.swapaxes(data[:, :, z], 0, 1), tile,
+                                      err_msg=f"{o.path.name} z={z}: not tile {entry['tile']}")
+
+
 def read_sources(path: str, pixels: bool, ipp=None, cache: Optional[dict] = None) -> list:
     """The image(s) of a file as SourceSlice: one for a single-frame file; for a multi-frame
     file, every frame whose ImagePositionPatient (functional groups) is ``ipp``."""
@@ -661,6 +689,9 @@ def check_stacked_output(o: Output, claimed: Optional[set] = None):
     cache: dict = {}
     for z in range(nz):
         entry = sc["slices"][z]
+        if "tile" in entry:
+            check_mosaic_tile(o, z, entry, data if z in pixels_at else None, a_lps)
+            continue
         cands = read_sources(_abs(sc, entry["file"]), z in pixels_at,
                              entry["image_position_patient"], cache)
         src = cands[0]

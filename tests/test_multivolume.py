@@ -170,13 +170,15 @@ def test_image_without_geometry_needs_the_explicit_option(tmp_path):
     assert side["geometry"] is None
 
 
-def test_mosaic_is_refused_with_reason(tmp_path):
+def test_mosaic_without_csa_header_is_refused_with_reason(tmp_path):
     write_series(SeriesSpec(n_slices=1, modality="MR",
                             extra_tags={"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]}),
                  tmp_path / "in")
     r = convert(tmp_path / "in", tmp_path / "o")
     assert r.refused[0].reasons[0]["code"] == "MOSAIC_UNSUPPORTED"
-    assert "demosaicing is not supported" in r.refused[0].reasons[0]["message"]
+    # a synthetic MOSAIC has no Siemens CSA header: it cannot be demosaiced, and says why
+    assert "cannot be demosaiced" in r.refused[0].reasons[0]["message"]
+    assert "NumberOfImagesInMosaic" in r.refused[0].reasons[0]["message"]
 
 
 def test_magnitude_and_phase_split_by_image_type(tmp_path):
