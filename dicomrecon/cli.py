@@ -179,10 +179,12 @@ class _Progress:
         if not self.bar:
             return
         key = (stage, label)
+        if stage == "write":  # bytes: shown in MiB
+            done, total = done >> 20, max(1, total >> 20)
         if key not in self.tasks:
             text = {"scan": "reading headers", "decode": f"decoding {label}",
                     "resample": f"resampling {label}",
-                    "write": f"writing {label}"}.get(stage, stage)
+                    "write": f"writing {label} (MiB)"}.get(stage, stage)
             self.tasks[key] = self.bar.add_task(text, total=total)
         self.bar.update(self.tasks[key], completed=done, total=total)
 

@@ -282,7 +282,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             path = os.path.join(outdir, stem + ext)
             label = "+".join(vp.label for vp in vps)
             write_volume(path, array, vols[0].affine, fmt,
-                         description=f"dicomrecon {__version__} {label}")
+                         description=f"dicomrecon {__version__} {label}",
+                         progress=_stage(progress, "write", label))
             side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, side)
@@ -295,15 +296,19 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             vol = load_plan(vp, policy=policy, progress=progress)
             path = os.path.join(outdir, stem + ext)
             write_volume(path, vol.array, vol.affine, fmt, rgb=vol.is_rgb,
-                         description=f"dicomrecon {__version__} {vp.label}")
+                         description=f"dicomrecon {__version__} {vp.label}",
+                         progress=_stage(progress, "write", vp.label))
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
-            if progress:
-                progress("write", vp.label, 1, 1)
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
+
+
+def _stage(progress, stage: str, label: str):
+    """``progress(stage, label, done, total)`` as a ``(done, total)`` callback, or None."""
+    return (lambda done, total: progress(stage, label, done, total)) if progress else None
 
 
 class _Names:

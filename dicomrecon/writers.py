@@ -94,21 +94,24 @@ def _open_out(tmp: str, gz: bool):
     return open(tmp, "wb")
 
 
-def _write_array(fp, array: np.ndarray) -> None:
+def _write_array(fp, array: np.ndarray, progress=None) -> None:
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype.byteorder == ">":
         flat = flat.astype(flat.dtype.newbyteorder("<"))
     step = max(1, CHUNK // max(1, flat.itemsize))
     for i in range(0, flat.size, step):
         fp.write(memoryview(flat[i:i + step]).cast("B"))
+        if progress:
+            progress(min(flat.size, i + step) * flat.itemsize, flat.size * flat.itemsize)
 
 
 def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str, *,
-                 description: str = "dicomrecon", rgb: bool = False) -> None:
+                 description: str = "dicomrecon", rgb: bool = False, progress=None) -> None:
     """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`).
 
     ``array`` is (nz, ny, nx); (nt, nz, ny, nx) for a 4D series (NIfTI only); or, with
-    ``rgb``, (nz, ny, nx, 3) uint8 colour.
+    ``rgb``, (nz, ny, nx, 3) uint8 colour.  ``progress(bytes done, bytes total)`` is called as
+    the data is written.
     """
     spatial = array.shape[:3] if rgb else array.shape[-3:]
     if rgb and (array.ndim != 4 or array.shape[3] != 3 or array.dtype != np.uint8):
@@ -128,16 +131,16 @@ def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str,
                 header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb)
                 with _open_out(tmp, fmt == "nii.gz") as fp:
                     fp.write(header)
-                    _write_array(fp, array)
+                    _write_array(fp, array, progress)
             elif fmt == "nrrd":
                 with open(tmp, "wb") as fp:
                     fp.write(nrrd_header(spatial, array.dtype, affine_lps, rgb=rgb))
-                    _write_array(fp, array)
+                    _write_array(fp, array, progress)
             elif fmt == "mha":
                 _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
                 with open(tmp, "wb") as fp:
                     fp.write(mha_header(spatial, array.dtype, affine_lps, rgb=rgb))
-                    _write_array(fp, array)
+                    _write_array(fp, array, progress)
             else:
                 extension(fmt)
     except OSError as exc:

@@ -96,7 +96,7 @@ def test_sheared_grid_is_refused_by_mha(tmp_path):
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     import dicomrecon.writers as w
 
-    def boom(fp, array):
+    def boom(fp, array, progress=None):
         fp.write(b"partial")
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(w, "_write_array", boom)
@@ -108,3 +108,12 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_json_is_atomic_and_valid(tmp_path):
     write_json(str(tmp_path / "a.json"), {"x": np.float32(1.5), "a": np.arange(3)})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1.5, "a": [0, 1, 2]}
+
+
+def test_write_progress_reaches_the_total(tmp_path):
+    calls = []
+    arr = np.zeros((40, 256, 256), np.int16)  # 5 MiB: one or more chunks
+    write_volume(str(tmp_path / "p.nii.gz"), arr, np.eye(4), "nii.gz",
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (arr.nbytes, arr.nbytes)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
