@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from . import __version__
 from .decode import decode
-from .discovery import Group, ScanResult, Series, scan
+from .discovery import Group, ScanResult, Series, scan, sort_key
 from .errors import AmbiguousInputError, OutputError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import resample, target_grid, uncovered_mm
@@ -55,9 +55,8 @@ def load_group(group: Group, *, policy: Policy = DEFAULT_POLICY, progress=None) 
 
 def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None) -> Volume:
     """Decode, and resample when planned, one :class:`VolumePlan` into a :class:`Volume`."""
-    group, geom, first = vp.group, vp.geometry, vp.slices[0]
-    cb = (lambda d, t: progress("decode", vp.label, d, t)) if progress else None
-    array, plan, notes = decode(vp.slices, progress=cb)
+    geom, first = vp.geometry, vp.slices[0]
+    array, plan, notes = decode(vp.slices, progress=_stage(progress, "decode", vp.label))
     processing = ([f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
                    "cross(row, column); InstanceNumber and file names were not used"]
                   if geom is not None else []) + notes
@@ -87,7 +86,7 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
         processing.append(f"kept the gantry tilt ({geom.tilt_deg:.3g} deg) as an exact sheared "
                           "grid (NIfTI sform / NRRD space directions); no resampling")
     else:
-        array, affine, info = _resample(vp, array, plan, policy, progress)
+        array, affine, info = _resample(vp, array, policy, progress)
         meta["resample"] = info
         meta["values"]["output_dtype"] = str(array.dtype)
         processing.append(info["summary"])
@@ -116,7 +115,7 @@ def sheared_affine(geom):
     return aff
 
 
-def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
+def _resample(vp: VolumePlan, array, policy: Policy, progress):
     geom, first = vp.geometry, vp.slices[0]
     grid = target_grid(geom.orientation, geom.pixel_spacing, geom.ipp_sorted,
                        (first.rows, first.columns), spacing=policy.spacing)
@@ -126,7 +125,7 @@ def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
     else:
         fill = float(array.min()) if array.size else 0.0
         fill_source = "minimum of the data (no PixelPaddingValue)"
-    cb = (lambda d, t: progress("resample", vp.label, d, t)) if progress else None
+    cb = _stage(progress, "resample", vp.label)
     if array.ndim == 4:  # RGB: each channel on its own, black outside
         chans = [resample(array[..., c], grid, method=policy.interpolation, fill=0, progress=cb)
                  for c in range(array.shape[-1])]
@@ -163,7 +162,7 @@ def _resample(vp: VolumePlan, array, plan, policy: Policy, progress):
         "spacing_after_mm": dz,
         "grid": grid.to_dict(),
         "fill": {"value": res.fill_value, "source": fill_source, "voxels": res.fill_voxels,
-                 "fraction": res.fill_voxels / max(1, res.array.size)},
+                 "fraction": res.fill_voxels / max(1, int(np.prod(grid.shape_zyx)))},
         "source_slice_offsets_px": grid.src_offsets.tolist(),
         "output_slices": [{"z": k, "position_mm": float(grid.z_positions[k]),
                            "sources": [{"sop_instance_uid": vp.slices[i].sop_instance_uid,
@@ -246,8 +245,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
     if scan_result is None:
-        scan_result = scan(inputs, series_uid=series_uid,
-                           progress=(lambda d, t: progress("scan", "", d, t)) if progress else None)
+        scan_result = scan(inputs, series_uid=series_uid, progress=_stage(progress, "scan", ""))
     if policy.merge_4d and fmt not in ("nii", "nii.gz"):
         raise ValueError(f"--4d writes NIfTI (nii, nii.gz), not {fmt}: ITK cannot read a "
                          "spatial NRRD or MHA with a time axis")
@@ -372,7 +370,7 @@ def merge_sets(plans: list) -> list:
         for members in sets:
             if len(members) > 1:  # natural order of the keys, then acquisition order
                 out.append(sorted(members, key=lambda v: tuple(
-                    _sort_value(v.group.split_keys.get(k)) for k in ordered) + (
+                    sort_key(v.group.split_keys.get(k)) for k in ordered) + (
                     min(h.instance_number or 0 for h in v.slices),)))
     return out
 
@@ -382,13 +380,6 @@ def fourth_axis_keys(plans: list) -> list:
     keys = [k for k in FOURTH_AXIS_KEYS + ECHO_KEYS
             if len({str(p.group.split_keys.get(k)) for p in plans}) > 1]
     return keys
-
-
-def _sort_value(v):
-    try:
-        return (0, float(v), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(v))
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:

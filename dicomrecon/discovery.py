@@ -275,7 +275,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
         values = {getattr(h, attr) for h in g.slices}
         if len(values) > 1:
             out = []
-            for v in sorted(values, key=lambda x: (x is None, _sortable(x))):
+            for v in sorted(values, key=lambda x: (x is None, sort_key(x))):
                 members = [h for h in g.slices if getattr(h, attr) == v]
                 shown = "\\".join(map(str, v)) if isinstance(v, tuple) else v
                 sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown},
@@ -298,9 +298,13 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
             for r, hs in ranks.items()]
 
 
-def _sortable(v):
-    """Numbers sort as numbers, everything else as text."""
-    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
+def sort_key(v):
+    """Key values that are numbers (or numeric text, e.g. EchoNumbers "10") sort as numbers,
+    before everything else, which sorts as text."""
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
 
 
 def _mark_partial(subs: list) -> None:

@@ -229,3 +229,18 @@ def test_multi_echo_time_series_gives_one_4d_per_echo(tmp_path):
         side = json.loads(open(o.sidecar).read())
         assert side["fourth_axis"]["key"] == "TemporalPositionIdentifier"
         assert len({str(v["EchoNumbers"]) for v in side["source"]["split_keys"]}) == 1
+
+
+def test_tilted_rgb_is_resampled_per_channel_and_fill_counted_per_voxel(tmp_path):
+    spec = SeriesSpec(rgb=True, tilt_deg=15, n_slices=6, modality="MR")
+    write_series(spec, tmp_path / "in")
+    r = convert(tmp_path / "in", tmp_path / "o", fmt="nii")
+    side = json.loads(open(r.outputs[0].sidecar).read())
+    assert side["reconstruction"] == "resample" and side["volume"]["components"] == 3
+    fill = side["resample"]["fill"]
+    nx, ny, nz = side["volume"]["shape_xyz"]
+    assert fill["voxels"] > 0
+    assert fill["fraction"] == pytest.approx(fill["voxels"] / (nx * ny * nz))
+    data = np.asarray(nib.load(r.outputs[0].path).dataobj)
+    black = (data["R"] == 0) & (data["G"] == 0) & (data["B"] == 0)
+    assert int(black.sum()) == fill["voxels"]  # the phantom's B channel is never 0 inside
