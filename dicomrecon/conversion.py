@@ -142,9 +142,10 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
             f"the explicit slice spacing {policy.spacing} mm does not divide the acquired slab: "
             f"the last {beyond:.4g} mm of it lies beyond the last output plane (use --spacing "
             "median or min to span it exactly)", value=beyond))
+    tilt = vp.group.geometry  # the tilt is the whole stack's, also for a part of it
     why = []
-    if geom.is_tilted:
-        why.append(f"gantry tilt {geom.tilt_deg:.3g} deg")
+    if tilt.is_tilted:
+        why.append(f"gantry tilt {tilt.tilt_deg:.3g} deg")
     if not geom.spacing.regular:
         why.append("irregular spacing")
     dz = float(np.linalg.norm(grid.affine[:3, 2]))
@@ -154,8 +155,8 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
                     f"{dz:.4g} mm ({policy.spacing}); {res.fill_voxels} voxel(s) outside the "
                     f"acquired slices set to {res.fill_value:g} ({fill_source})"),
         "interpolation": policy.interpolation,
-        "tilt_deg_from_positions": geom.tilt_deg if geom.is_tilted else 0.0,
-        "tilt_deg_from_tag": geom.tilt_tag_deg,
+        "tilt_deg_from_positions": tilt.tilt_deg if tilt.is_tilted else 0.0,
+        "tilt_deg_from_tag": tilt.tilt_tag_deg,
         "spacing_before_mm": {"min": float(steps.min()) if steps.size else None,
                               "median": float(np.median(steps)) if steps.size else None,
                               "max": float(steps.max()) if steps.size else None},

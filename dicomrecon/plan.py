@@ -148,7 +148,6 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
         sub = geo.analyse_stack(np.array([h.ipp for h in sl]), geom.orientation.row.tolist()
                                 + geom.orientation.col.tolist(), geom.pixel_spacing,
                                 gantry_tilt_tag=geom.tilt_tag_deg)
-        sub.shear = geom.shear if len(sl) > 1 else np.zeros(3)
         regular = sub.spacing.regular and not sub.spacing.n_duplicates
         if geom.is_tilted and len(sl) > 1:
             if policy.tilt == "preserve":
