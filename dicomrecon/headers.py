@@ -1,9 +1,11 @@
 """Read the header tags dicomrecon needs from one file, without decoding pixels.
 
-:func:`read_header` returns a :class:`SliceHeader` (plain Python values) or raises
+:func:`read_headers` returns one :class:`SliceHeader` (plain Python values) per image of a
+file (one per frame of an enhanced multi-frame file, one per tile of a Siemens MOSAIC) or raises
 :class:`SkipFile` with a reason naming the file, the tag and the value.  It also records where
 the pixel bytes start, so that uncompressed pixel data can later be read straight into the
-output array.
+output array.  Little-endian Part 10 headers are read by a strict element walker that keeps only
+the tags in :data:`TAG_TABLE`; anything else is read by pydicom.
 """
 
 from __future__ import annotations
@@ -422,7 +424,7 @@ def read_headers(path: str) -> list:
     return [h]
 
 
-def _pydicom_header(fp, size: int, path: str):
+def _pydicom_header(fp, path: str):
     """The general path: pydicom parses the header (any encoding, no preamble, deflate)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -460,7 +462,7 @@ def read_header(path: str) -> SliceHeader:
         except (_Fallback, struct.error, UnicodeDecodeError, ValueError, IndexError):
             # anything unusual or damaged: pydicom reads it, or says why it cannot
             fp.seek(0)
-            ds, ts, implicit, little, where = _pydicom_header(fp, size, path)
+            ds, ts, implicit, little, where = _pydicom_header(fp, path)
     sop_class = _str(ds, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
