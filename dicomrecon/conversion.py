@@ -56,7 +56,8 @@ def load_group(group: Group, *, policy: Policy = DEFAULT_POLICY, progress=None) 
 def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None) -> Volume:
     """Decode, and resample when planned, one :class:`VolumePlan` into a :class:`Volume`."""
     geom, first = vp.geometry, vp.slices[0]
-    array, plan, notes = decode(vp.slices, progress=_stage(progress, "decode", vp.label))
+    array, plan, notes = decode(vp.slices, engine=policy.engine, preloaded=vp.group.pixels,
+                                progress=_stage(progress, "decode", vp.label))
     processing = ([f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
                    "cross(row, column); InstanceNumber and file names were not used"]
                   if geom is not None else []) + notes
@@ -184,7 +185,7 @@ def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
     f = group.first
     values = {
         "%n": "" if f.series_number is None else str(f.series_number),
-        "%d": f.series_description, "%m": f.modality, "%p": f.extra.get("ProtocolName", ""),
+        "%d": f.series_description, "%m": f.modality, "%p": f.text.protocol_name,
         "%i": f.patient_id, "%u": f.series_instance_uid, "%g": str(group.index),
     }
     name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
@@ -476,7 +477,7 @@ def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
     """Which source instance(s) each output slice came from."""
     src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
             **({"frame": h.frame + 1} if h.number_of_frames > 1 else {}),
-            **({"tile": h.frame + 1} if "mosaic" in h.extra else {}),
+            **({"tile": h.frame + 1} if h.tile is not None else {}),
             "instance_number": h.instance_number, "image_position_patient": _list(h.ipp)}
            for h in vp.slices]
     info = vol.metadata.get("resample")

@@ -1,13 +1,13 @@
 """Decode the pixels of a sorted group into one (nz, ny, nx) array of real-world values.
 
-Two paths, one value rule:
+The engines (:mod:`dicomrecon.engine.read`) give the *stored* values of every slice:
 
-* uncompressed files: the stored bytes are read straight from the offset the header reader
-  found into the output array (no copy per slice, no decoder);
-* compressed files: pydicom decodes each frame through GDCM (the codecs SimpleITK uses) or its
-  own RLE decoder.
+* ``itk``: SimpleITK's ``ImageSeriesReader`` on our sorted file list, ITK's own rescale undone
+  exactly (:mod:`dicomrecon.engine.itk_decode`);
+* ``auto``: uncompressed files read straight from the checked pixel offset into the output
+  array (no copy per slice, no decoder), compressed files through ITK, in parallel.
 
-Both give the *stored* integers; :func:`plan_values` then decides the output type:
+:func:`plan_values` then decides the output type (ours, not ITK's):
 
 * every slice shares one integer RescaleSlope/Intercept: an exact integer type, the smallest that
   holds the rescaled range (CT comes out in HU);
@@ -24,14 +24,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import DicomReconError
+from .engine.native_decode import DecodeError  # noqa: F401  (re-exported)
 from .headers import SliceHeader
 
 ProgressFn = Optional[Callable[[int, int], None]]
-
-
-class DecodeError(DicomReconError):
-    pass
 
 
 @dataclass
@@ -47,8 +43,8 @@ class ValuePlan:
 
 
 def stored_dtype(h: SliceHeader) -> np.dtype:
-    kind = "i" if h.pixel_representation else "u"
-    return np.dtype(f"{kind}{h.bits_allocated // 8}")
+    from .engine.native_decode import frame_dtype
+    return frame_dtype(h)
 
 
 def plan_values(slices: list) -> ValuePlan:
@@ -75,49 +71,52 @@ def _fit_int(lo: float, hi: float, prefer_size: int) -> np.dtype:
     return (same or fits)[0]
 
 
-def decode(slices: list, *, progress: ProgressFn = None) -> tuple:
-    """Return ``(array (nz, ny, nx), ValuePlan, notes)`` for slices already in output order."""
-    try:
-        return _decode(slices, progress)
-    finally:
-        _LAST_DECODED.clear()  # a decoded multi-frame file is kept only while one group decodes
+def decode(slices: list, *, engine: str = "auto", progress: ProgressFn = None,
+           preloaded: Optional[dict] = None) -> tuple:
+    """Return ``(array (nz, ny, nx), ValuePlan, notes)`` for slices already in output order.
 
-
-def _decode(slices: list, progress: ProgressFn) -> tuple:
+    ``engine``: ``"auto"`` (zero-copy reads of uncompressed files, ITK for compressed ones,
+    decoded in parallel) or ``"itk"`` (SimpleITK ``ImageSeriesReader`` for everything); both
+    give the same stored values (tests/test_engine.py).  ``preloaded``: {instance_key: stored
+    frame} already read (by discovery's duplicate check), not read again.
+    """
+    from .engine.read import read_stack
+    check_engine(engine)
     plan = plan_values(slices)
+    stored = read_stack(slices, engine, progress, preloaded or {})
+    return _apply_values(slices, stored, plan)
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+
+
+ENGINES = ("auto", "itk")
+
+
+def _apply_values(slices: list, stored: np.ndarray, plan: "ValuePlan") -> tuple:
+    """Our value plan on the stored values (in place where the type allows)."""
     raw_dt = plan.stored_dtype
-    nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
     if slices[0].samples_per_pixel == 3:
-        return _decode_rgb(slices, progress), ValuePlan("none", None, None, raw_dt), [
+        return stored, ValuePlan("none", None, None, raw_dt), [
             "8-bit colour kept as RGB triples (compressed YBR decoded to RGB)"]
     per_slice = plan.mode == "per-slice" or (
         plan.mode == "uniform" and not (_is_int(plan.slope) and _is_int(plan.intercept)))
     notes = []
     if per_slice:
-        out = np.empty((nz, ny, nx), dtype=np.float32)
-        buf = np.empty((ny, nx), dtype=raw_dt)
+        out = np.empty(stored.shape, dtype=np.float32)
         for k, h in enumerate(slices):
-            raw = _read_frame(h, buf)
-            # a decoded frame may be a view into the cached multi-frame array: never edit it
-            raw = _fix_bits(raw.copy() if raw is not buf else raw, h)
+            raw = _fix_bits(stored[k], h)
             np.multiply(raw, np.float32(h.rescale_slope), out=out[k], casting="unsafe")
             out[k] += np.float32(h.rescale_intercept)
-            if progress:
-                progress(k + 1, nz)
         notes.append("applied each slice's own (0028,1053) 'Rescale Slope' and (0028,1052) "
                      "'Rescale Intercept'; values are float32" if plan.mode == "per-slice" else
                      f"applied (0028,1053) 'Rescale Slope' {plan.slope:g} and (0028,1052) "
                      f"'Rescale Intercept' {plan.intercept:g} (not integers); values are float32")
         return out, plan, notes
 
-    out = np.empty((nz, ny, nx), dtype=raw_dt)
-    for k, h in enumerate(slices):
-        got = _read_frame(h, out[k])
-        if got is not out[k]:
-            out[k] = got
-        if progress:
-            progress(k + 1, nz)
-    out = _fix_bits(out, slices[0])
+    out = _fix_bits(stored, slices[0])
     if plan.mode == "none":
         return out, plan, notes
     slope, intercept = int(plan.slope), int(plan.intercept)
@@ -144,92 +143,16 @@ def _decode(slices: list, progress: ProgressFn) -> tuple:
     return out, plan, notes
 
 
-def _decode_rgb(slices: list, progress) -> np.ndarray:
-    nz, ny, nx = len(slices), slices[0].rows, slices[0].columns
-    out = np.empty((nz, ny, nx, 3), dtype=np.uint8)
-    for k, h in enumerate(slices):
-        if h.is_native and h.planar_configuration == 1:  # RRR...GGG...BBB...
-            planes = np.empty((3, ny, nx), dtype=np.uint8)
-            out[k] = np.moveaxis(_read_frame(h, planes), 0, -1)
-        else:
-            got = _read_frame(h, out[k])
-            if got is not out[k]:
-                out[k] = got
-        if progress:
-            progress(k + 1, nz)
-    return out
-
-
-def read_stored(h: SliceHeader) -> np.ndarray:
-    """The stored integers of one single-frame file, as (rows, columns)."""
-    buf = np.empty((h.rows, h.columns), dtype=stored_dtype(h))
-    got = _read_frame(h, buf)
-    return _fix_bits(got if got is not buf else buf, h)
-
-
-def _read_frame(h: SliceHeader, into: np.ndarray) -> np.ndarray:
-    """Stored values of ``h``'s single frame, read into ``into`` when possible."""
-    if "mosaic" in h.extra:
-        return _mosaic_tile(h)
-    if h.is_native:
-        try:
-            with open(h.path, "rb") as fp:
-                fp.seek(h.pixel_offset)
-                if h.byte_order == ">" and into.dtype.itemsize > 1:
-                    n = fp.readinto(memoryview(into.view(np.uint8).reshape(-1)))
-                    into.byteswap(inplace=True)
-                else:
-                    n = fp.readinto(memoryview(into.view(np.uint8).reshape(-1)))
-        except OSError as exc:
-            raise DecodeError(f"{h.path}: cannot read pixel data ({exc.strerror})")
-        if n != into.nbytes:
-            raise DecodeError(f"{h.path}: truncated (7FE0,0010) 'Pixel Data': {n} bytes read, "
-                              f"{into.nbytes} expected")
-        return into
-    return _decode_compressed(h)
-
-
-_LAST_DECODED: dict = {}  # {path: all frames} of the last multi-frame file or mosaic decoded
-
-
-def _mosaic_tile(h: SliceHeader) -> np.ndarray:
-    """One tile of a Siemens MOSAIC: the whole mosaic is decoded once per file."""
-    rows, cols, r, c = h.extra["mosaic"]
-    if h.path not in _LAST_DECODED:
-        whole = SliceHeader(**{**h.__dict__, "rows": rows, "columns": cols, "frame": 0,
-                               "extra": {}})
-        buf = np.empty((rows, cols), dtype=stored_dtype(h))
-        got = _read_frame(whole, buf)
-        _LAST_DECODED.clear()
-        _LAST_DECODED[h.path] = got
-    return _LAST_DECODED[h.path][r * h.rows:(r + 1) * h.rows, c * h.columns:(c + 1) * h.columns]
-
-
-def _decode_compressed(h: SliceHeader) -> np.ndarray:
-    import pydicom
-    try:
-        if h.number_of_frames > 1:
-            if h.path not in _LAST_DECODED:
-                _LAST_DECODED.clear()
-                _LAST_DECODED[h.path] = pydicom.dcmread(h.path).pixel_array
-            arr = _LAST_DECODED[h.path][h.frame]
-        else:
-            arr = pydicom.dcmread(h.path).pixel_array
-    except Exception as exc:  # decoders raise many types; name the file and syntax
-        from pydicom.uid import UID
-        raise DecodeError(f"{h.path}: cannot decode (7FE0,0010) 'Pixel Data' with transfer syntax "
-                          f"'{UID(h.transfer_syntax).name}' ({type(exc).__name__}: {exc})")
-    want = (h.rows, h.columns) + ((3,) if h.samples_per_pixel == 3 else ())
-    if arr.shape != want:
-        raise DecodeError(f"{h.path}: decoded pixel data has shape {arr.shape}, expected "
-                          f"{want} from (0028,0010)/(0028,0011)/(0028,0002)")
-    return arr
+def read_stored(h: SliceHeader, engine: str = "auto") -> np.ndarray:
+    """The stored values of one image (frame or tile), as (rows, columns)."""
+    from .engine.read import read_stack
+    return _fix_bits(read_stack([h], engine, None, {})[0], h)
 
 
 def _fix_bits(arr: np.ndarray, h: SliceHeader) -> np.ndarray:
     """Mask bits above BitsStored and sign-extend signed data (overlay bits, padding)."""
     bits, alloc = h.bits_stored, h.bits_allocated
-    if not (0 < bits < alloc):
+    if not (0 < bits < alloc) or arr.dtype.kind == "f" or alloc == 1:
         return arr
     if h.pixel_representation:
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1

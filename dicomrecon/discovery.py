@@ -17,7 +17,7 @@ import numpy as np
 from . import geometry as geo
 from .errors import InputError
 from .geometry import ERROR, INFO, WARNING, Finding
-from .headers import SliceHeader, SkipFile, read_headers
+from .headers import SliceHeader, SkipFile, read_many
 
 ProgressFn = Optional[Callable[[int, int], None]]
 
@@ -34,6 +34,8 @@ class Group:
     findings: list = field(default_factory=list)
     family: int = 0                 # groups split from one stack by a repeat key share this
     repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
+    pixels: dict = field(default_factory=dict, repr=False)  # {instance_key: stored frame} read
+    #: by the duplicate check (images sharing a position), so that decoding does not read them again
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -125,26 +127,28 @@ def iter_files(root: str) -> list:
 
 
 def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = None,
-         tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
-    """Read every header under ``root`` and return its series, groups and skipped files."""
+         tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> ScanResult:
+    """Read every header under ``root`` and return its series, groups and skipped files.
+
+    Headers only, except for images that share a position and that no header key tells apart:
+    those are decoded (with ``engine``), once, to drop exact copies; their pixels are kept on the
+    group for decoding."""
     root = os.fspath(root)
     files = iter_files(root)
     headers, skipped = [], []
-    for i, path in enumerate(files):
-        try:
-            headers.extend(read_headers(path))
-        except SkipFile as exc:
-            skipped.append((path, str(exc).removeprefix(path + ": ")))
-        if progress:
-            progress(i + 1, len(files))
+    for path, result in read_many(files, progress).items():
+        if isinstance(result, SkipFile):
+            skipped.append((path, str(result).removeprefix(path + ": ")))
+        else:
+            headers.extend(result)
     if series_uid is not None:
         headers = [h for h in headers if h.series_instance_uid == series_uid]
-    series = group_headers(headers, skipped, tol)
+    series = group_headers(headers, skipped, tol, engine)
     return ScanResult(root, series, skipped, len(files))
 
 
 def group_headers(headers: Iterable[SliceHeader], skipped: list,
-                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> list:
+                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> list:
     by_uid: dict = {}
     seen_sop: dict = {}
     for h in headers:
@@ -161,7 +165,7 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
     for uid, hs in by_uid.items():
         groups = []
         for fam, g in enumerate(_split_series(uid, hs, tol)):
-            subs = _split_repeats(g, skipped, tol)
+            subs = _split_repeats(g, skipped, tol, engine)
             for sub in subs:
                 sub.family = fam
             if len(subs) > 1:
@@ -258,7 +262,7 @@ def _clusters(pos: np.ndarray, tol: geo.Tolerances) -> list:
     return out
 
 
-def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
+def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances, engine: str = "auto") -> list:
     """Split images that share a position into separate groups, never averaging them.
 
     First by a header key that tells them apart (echo, time point, acquisition, image type);
@@ -280,13 +284,13 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
                 shown = "\\".join(map(str, v)) if isinstance(v, tuple) else v
                 sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown},
                             repeat_key=kw)
-                out += _split_repeats(sub, skipped, tol)
+                out += _split_repeats(sub, skipped, tol, engine)
             return out
-    members = _drop_identical(g.slices, clusters, skipped)
+    members, pixels = _drop_identical(g.slices, clusters, skipped, engine)
     pos = _normal_positions(members)
     clusters = _clusters(pos, tol)
     if all(len(c) == 1 for c in clusters):
-        return [Group(g.series_uid, 0, members, dict(g.split_keys))]
+        return [Group(g.series_uid, 0, members, dict(g.split_keys), pixels=pixels)]
     ranks: dict = {}
     closeness = _instance_trend(members, pos, clusters)
     for c in clusters:
@@ -294,7 +298,9 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
                                            members[i].path))
         for r, i in enumerate(ordered, start=1):
             ranks.setdefault(r, []).append(members[i])
-    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}, repeat_key="repeat")
+    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}, repeat_key="repeat",
+                  pixels={h.instance_key: pixels[h.instance_key] for h in hs
+                          if h.instance_key in pixels})
             for r, hs in ranks.items()]
 
 
@@ -337,29 +343,34 @@ def _instance_trend(hs: list, pos: np.ndarray, clusters: list):
                       if hs[i].instance_number is not None else np.inf)
 
 
-def _drop_identical(hs: list, clusters: list, skipped: list) -> list:
+def _drop_identical(hs: list, clusters: list, skipped: list, engine: str = "auto") -> tuple:
+    """Drop images with the same position and the same stored pixels as another (copies).
+
+    Only the images at shared positions are decoded, each once; returns the kept images and
+    ``{instance_key: stored pixels}`` of those decoded, so that decoding reuses them."""
     from .decode import read_stored
 
-    drop = set()
+    drop, pixels = set(), {}
     for c in clusters:
         if len(c) < 2:
             continue
         kept = []
         for i in sorted(c, key=lambda i: (hs[i].instance_number or 0, hs[i].path)):
             try:
-                pixels = read_stored(hs[i])
+                stored = read_stored(hs[i], engine)
             except Exception:  # unreadable pixels: not provably identical, keep it
                 kept.append((i, None))
                 continue
-            same = next((j for j, p in kept if p is not None and p.shape == pixels.shape
-                         and np.array_equal(p, pixels)), None)
+            same = next((j for j, p in kept if p is not None and p.shape == stored.shape
+                         and np.array_equal(p, stored)), None)
             if same is not None:
                 drop.add(i)
                 skipped.append((hs[i].path, f"identical position and pixels to {hs[same].path}: "
                                             "a duplicate image, dropped"))
             else:
-                kept.append((i, pixels))
-    return [h for i, h in enumerate(hs) if i not in drop]
+                kept.append((i, stored))
+                pixels[hs[i].instance_key] = stored
+    return [h for i, h in enumerate(hs) if i not in drop], pixels
 
 
 def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> None:
@@ -369,7 +380,7 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
         g.findings.append(Finding(
             "SERIES_SPLIT", INFO, "series split into groups by "
             + ", ".join(f"{k}={v}" for k, v in g.split_keys.items())))
-    if f.extra.get("unexpanded_frames"):
+    if f.unexpanded_frames:
         g.findings.append(Finding(
             "MULTIFRAME_NO_FUNCTIONAL_GROUPS", ERROR,
             f"{f.name}: a multi-frame image ((0028,0008) 'Number of Frames' = "
@@ -377,8 +388,8 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "positions, so it cannot be placed in patient space", "(0028,0008)",
             f.number_of_frames))
         return
-    if any("MOSAIC" in t.upper() for t in f.image_type) and "mosaic" not in f.extra:
-        why = f.extra.get("mosaic_problem", "its geometry is missing")
+    if any("MOSAIC" in t.upper() for t in f.image_type) and f.tile is None:
+        why = f.mosaic_problem or "its geometry is missing"
         g.findings.append(Finding(
             "MOSAIC_UNSUPPORTED", ERROR,
             f"{f.name}: a (0008,0008) 'Image Type' value of '{'/'.join(f.image_type)}' marks a "

@@ -4,15 +4,17 @@
 file (one per frame of an enhanced multi-frame file, one per tile of a Siemens MOSAIC) or raises
 :class:`SkipFile` with a reason naming the file, the tag and the value.  It also records where
 the pixel bytes start, so that uncompressed pixel data can later be read straight into the
-output array.  Little-endian Part 10 headers are read by a strict element walker that keeps only
-the tags in :data:`TAG_TABLE`; anything else is read by pydicom.
+output array.  GDCM's scanner reads the tags in :data:`TAG_TABLE` of every file
+(:mod:`dicomrecon.engine.gdcm_headers`); pydicom parses, once, the files that need nested data
+(enhanced functional groups, the Siemens CSA header) or that GDCM cannot read (so that the reason
+is named).  Vendor data gets its own small types (:class:`MosaicTile`).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from collections.abc import Sequence
@@ -132,128 +134,29 @@ def _convert(vr: str, raw, little: bool, utf8: bool):
     return parts[0] if len(parts) == 1 else parts
 
 
-# ------------------------------------------------------------------ fast header walker
-class _Fallback(Exception):
-    """The fast walker met something it does not handle; pydicom reads the file instead."""
-
-
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
-_UNPACK_TAG = struct.Struct("<HH").unpack_from
-_UNPACK_L = struct.Struct("<L").unpack_from
-_UNPACK_H = struct.Struct("<H").unpack_from
-
-
-class _Reader:
-    """The start of a file, read further only as the walk needs it."""
-
-    def __init__(self, fp):
-        self.fp = fp
-        self.data = fp.read(16384)
-
-    def need(self, end: int) -> bytes:
-        while end > len(self.data):
-            chunk = self.fp.read(max(65536, end - len(self.data)))
-            if not chunk:
-                raise _Fallback("end of file inside the header")
-            self.data += chunk
-        return self.data
-
-
-def _walk(r: _Reader, pos: int, end, implicit: bool, raw: dict, top: bool):
-    """Walk elements from ``pos`` to ``end`` (None: to an item delimiter).  Wanted top-level
-    elements go into ``raw`` as {tag: (vr, bytes)}; sequences are skipped structurally.
-    Returns ``(pos, pixel)`` where ``pixel`` is (tag, value offset, length) at Pixel Data."""
-    while end is None or pos < end:
-        d = r.need(pos + 8)
-        group, elem = _UNPACK_TAG(d, pos)
-        tag = (group << 16) | elem
-        if tag == 0xFFFEE00D:  # item delimitation
-            return pos + 8, None
-        if implicit or group == 0xFFFE:
-            vr, length, vpos = None, _UNPACK_L(d, pos + 4)[0], pos + 8
-        else:
-            vr = d[pos + 4:pos + 6]
-            if not (vr.isalpha() and vr.isupper()):
-                raise _Fallback(f"not a VR: {vr!r}")
-            if vr in _LONG_VRS:
-                d = r.need(pos + 12)
-                length, vpos = _UNPACK_L(d, pos + 8)[0], pos + 12
-            else:
-                length, vpos = _UNPACK_H(d, pos + 6)[0], pos + 8
-        if top and tag in PIXEL_DATA_TAGS:
-            return pos, (tag, vpos, length)
-        wanted = top and tag in _KEYWORD_OF
-        if length == 0xFFFFFFFF:
-            if vr not in (None, b"SQ", b"UN"):
-                raise _Fallback("undefined length outside a sequence")
-            if wanted:
-                raw[tag] = ("SQ", b"")
-            pos = _skip_sequence(r, vpos, implicit or vr == b"UN")
-            continue
-        if wanted:
-            d = r.need(vpos + length)
-            raw[tag] = (vr.decode("ascii") if vr else None, d[vpos:vpos + length])
-        pos = vpos + length
-    return pos, None
-
-
-def _skip_sequence(r: _Reader, pos: int, implicit: bool) -> int:
-    while True:
-        d = r.need(pos + 8)
-        group, elem = _UNPACK_TAG(d, pos)
-        length = _UNPACK_L(d, pos + 4)[0]
-        tag = (group << 16) | elem
-        if tag == 0xFFFEE0DD:  # sequence delimitation
-            return pos + 8
-        if tag != 0xFFFEE000:
-            raise _Fallback(f"unexpected tag {tag:08X} in a sequence")
-        if length == 0xFFFFFFFF:
-            pos, _ = _walk(r, pos + 8, None, implicit, {}, top=False)
-        else:
-            pos += 8 + length
-
-
-def _walk_file(fp, size: int):
-    """(values, transfer syntax, implicit, little, pixel location) of a Part 10 file with a
-    little-endian dataset; raises :class:`_Fallback` for anything else."""
-    r = _Reader(fp)
-    d = r.data
-    if len(d) < 144 or d[128:132] != b"DICM" or d[132:136] != b"\x02\x00\x00\x00" \
-            or d[136:138] != b"UL":
-        raise _Fallback("no preamble or no group length")
-    meta_end = 144 + _UNPACK_L(d, 140)[0]
-    meta: dict = {}
-    _walk_meta(r, 144, meta_end, meta)
-    ts = meta.get(0x00020010, b"").decode("ascii", "replace").rstrip("\x00 ")
-    if not ts or ts in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
-        raise _Fallback("big endian, deflated or no transfer syntax")
-    implicit = ts == "1.2.840.10008.1.2"
-    raw: dict = {}
-    _, pixel = _walk(r, meta_end, size, implicit, raw, top=True)
-    charset = raw.get(0x00080005, (None, b""))[1] or b""
-    utf8 = b"192" in charset
-    values = {_KEYWORD_OF[tag]: _convert(vr or _VR_OF[tag], value, True, utf8)
-              for tag, (vr, value) in raw.items()}
-    return values, ts, implicit, True, pixel
-
-
-def _walk_meta(r: _Reader, pos: int, end: int, meta: dict) -> None:
-    while pos < end:
-        d = r.need(pos + 12)
-        group, elem = _UNPACK_TAG(d, pos)
-        vr = d[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            length, vpos = _UNPACK_L(d, pos + 8)[0], pos + 12
-        else:
-            length, vpos = _UNPACK_H(d, pos + 6)[0], pos + 8
-        if group != 2 or length == 0xFFFFFFFF:
-            raise _Fallback("unexpected element in the file meta information")
-        meta[(group << 16) | elem] = r.need(vpos + length)[vpos:vpos + length]
-        pos = vpos + length
-
-
 class SkipFile(Exception):
     """A file that is not a usable DICOM image; the message says why."""
+
+
+@dataclass(frozen=True)
+class MosaicTile:
+    """Where a tile sits in a Siemens MOSAIC image: the whole mosaic's size, the tile's grid
+    row and column (the tile's own size is the header's rows x columns)."""
+
+    mosaic_rows: int
+    mosaic_columns: int
+    row: int
+    column: int
+
+
+@dataclass(frozen=True)
+class SeriesText:
+    """Descriptive text tags carried into sidecars and output names."""
+
+    protocol_name: str = ""
+    study_date: str = ""
+    series_date: str = ""
+    body_part: str = ""
 
 
 @dataclass
@@ -300,14 +203,22 @@ class SliceHeader:
     trigger_time: Optional[float] = None
     diffusion_bvalue: Optional[float] = None
     diffusion_direction: Optional[tuple] = None
-    frame: int = 0                 # frame index within a multi-frame file (0-based)
-    extra: dict = field(default_factory=dict)
+    frame: int = 0                 # frame (or mosaic tile) index within the file (0-based)
+    text: SeriesText = SeriesText()
+    pixel_tag: int = 0x7FE00010    # (7FE0,0010), or (7FE0,0008)/(7FE0,0009) float pixel data
+    stack_id: str = ""             # enhanced FrameContentSequence StackID
+    tile: Optional[MosaicTile] = None      # set on each tile of a demosaiced Siemens MOSAIC
+    mosaic_problem: str = ""       # why a MOSAIC image could not be demosaiced
+    unexpanded_frames: bool = False  # multi-frame without functional groups (refused)
+    #: rescale pairs of all frames of an enhanced file, frame 1's first (decoders that apply
+    #: one pair to a whole file, as ITK does, use frame 1's: see engine/itk_decode.py)
+    file_rescale: tuple = ()
 
     @property
     def multiframe_uid(self) -> Optional[str]:
         """SOPInstanceUID of a multi-frame file or a mosaic (its frames or tiles, and those of
         another file at the same positions, are different acquisitions); None otherwise."""
-        return self.sop_instance_uid if (self.number_of_frames > 1 or "mosaic" in self.extra) \
+        return self.sop_instance_uid if (self.number_of_frames > 1 or self.tile is not None) \
             else None
 
     @property
@@ -322,6 +233,11 @@ class SliceHeader:
     @property
     def is_native(self) -> bool:
         return self.pixel_offset is not None
+
+    @property
+    def is_float(self) -> bool:
+        """Float (7FE0,0008) or Double Float (7FE0,0009) Pixel Data: values as stored."""
+        return self.pixel_tag != 0x7FE00010
 
     @property
     def frame_nbytes(self) -> int:
@@ -408,28 +324,117 @@ def _locate_pixels(fp, implicit: bool, little: bool):
     return tag, start + 8, length
 
 
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: Tags the GDCM scanner reads (sequences are read with pydicom, only where needed)
+SCAN_TABLE = {kw: v for kw, v in TAG_TABLE.items() if v[1] != "SQ"}
+_EXACT_WITH_PYDICOM = [kw for kw, v in SCAN_TABLE.items() if v[1] in ("FD", "FL")]
+
+
 def read_headers(path: str) -> list:
     """One :class:`SliceHeader` per image in a file: one, or one per frame of an enhanced
-    multi-frame file (geometry and values from its functional groups).  Raises
-    :class:`SkipFile` with a reason."""
-    h = read_header(path)
-    has_groups = h.extra.pop("_functional_groups")
+    multi-frame file (geometry and values from its functional groups), or one per tile of a
+    Siemens MOSAIC.  Raises :class:`SkipFile` with a reason."""
+    result = read_many([path])[path]
+    if isinstance(result, SkipFile):
+        raise result
+    return result
+
+
+def read_many(paths: list, progress=None) -> dict:
+    """``{path: [SliceHeader, ...] or SkipFile}`` for every file, each file read once.
+
+    GDCM's scanner reads the tags of every file in one C++ pass (see
+    :mod:`dicomrecon.engine.gdcm_headers`).  The files it cannot read, and the few that need
+    nested data (multi-frame functional groups, the MOSAIC CSA header) or exact FD values, are
+    parsed once with pydicom instead, which also names what is wrong with a damaged file.
+    """
+    from .engine.gdcm_headers import file_sizes, scan_values
+    scanned = scan_values(paths, SCAN_TABLE)
+    sizes = file_sizes(paths)
+    out = {}
+    for i, p in enumerate(paths):
+        try:
+            out[p] = _headers_of(p, scanned.get(p), sizes[p])
+        except SkipFile as exc:
+            out[p] = exc
+        if progress:
+            progress(i + 1, len(paths))
+    return out
+
+
+def _needs_dataset(values: dict) -> bool:
+    """Nested data or exact binary floats: the scanner's text is not enough."""
+    frames = values.get("NumberOfFrames")
+    image_type = values.get("ImageType") or ()
+    return ((isinstance(frames, int) and frames > 1) or not values.get("TransferSyntaxUID")
+            or any(str(t).upper() == "MOSAIC" for t in _image_type(image_type))
+            or any(kw in values for kw in _EXACT_WITH_PYDICOM))
+
+
+def _headers_of(path: str, scanned: Optional[dict], size: Optional[int]) -> list:
+    from .engine.gdcm_headers import values_from_scan
+    if size is None:
+        raise SkipFile(f"{path}: cannot be read ({'no such file' if not os.path.exists(path) else 'permission denied'})")
+    if scanned is not None:
+        values = values_from_scan(scanned, SCAN_TABLE)
+        values.pop("TransferSyntaxUID", None)
+        ts = (scanned.get("TransferSyntaxUID") or "").rstrip("\x00 ")
+        if ts and not _needs_dataset({**values, "TransferSyntaxUID": ts}):
+            where = _scanned_pixels(path, values, ts, size)
+            if where is not None:
+                return [header_from_values(path, values, ts, where, size)]
+    return _headers_with_pydicom(path, size, deflated=scanned is not None and
+                                 (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
+
+
+def _scanned_pixels(path: str, values: dict, ts: str, size: int) -> Optional[tuple]:
+    """Pixel data location of a scanned file, from the element header at the end of the file;
+    None when it is not there (pixel data not last, truncated, absent): pydicom then reads."""
+    from .engine.gdcm_headers import native_length, pixel_location
+    if ts == DEFLATED:
+        return None
+    little, implicit = ts != "1.2.840.10008.1.2.2", ts == "1.2.840.10008.1.2"
+    if ts not in NATIVE_SYNTAXES:
+        return pixel_location(path, size, None, little, implicit)
+    try:
+        length = native_length(int(values["Rows"]), int(values["Columns"]),
+                               int(values.get("NumberOfFrames") or 1),
+                               int(values.get("SamplesPerPixel") or 1),
+                               int(values["BitsAllocated"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return pixel_location(path, size, length, little, implicit)
+
+
+def _headers_with_pydicom(path: str, size: int, deflated: bool = False) -> list:
+    """The whole header (stopping before the pixels) parsed once with pydicom: files the
+    scanner could not read, and files with nested data, which are expanded from this one
+    dataset (frames, mosaic tiles)."""
+    try:
+        fp = open(path, "rb")
+    except OSError as exc:
+        raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
+    with fp:
+        ds, values, ts, where = _pydicom_header(fp, path, deflated)
+    h = header_from_values(path, values, ts, where, size)
+    has_groups = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     if h.number_of_frames > 1 and has_groups:
-        return expand_frames(h)
+        return expand_frames(h, ds)
     if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
             and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
-        return expand_mosaic(h)
+        return expand_mosaic(h, ds)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
-        h.extra["unexpanded_frames"] = True
+        h.unexpanded_frames = True
     return [h]
 
 
-def _pydicom_header(fp, path: str):
-    """The general path: pydicom parses the header (any encoding, no preamble, deflate)."""
+def _pydicom_header(fp, path: str, deflated: bool = False):
+    """pydicom parses the header (any encoding, no preamble, deflate, nested data).  A
+    deflated file is read whole (its pixel data can only be found in the inflated stream)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=TAGS)
+        ds = pydicom.dcmread(fp, stop_before_pixels=not deflated)
         meta = getattr(ds, "file_meta", None)
         ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         implicit, little = ds.original_encoding
@@ -443,68 +448,74 @@ def _pydicom_header(fp, path: str):
         raise SkipFile(f"{path}: a (0002,0010) 'Transfer Syntax UID' is missing")
     if implicit is None:  # pydicom could not tell (empty dataset)
         implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
-    where = None
-    if ts != "1.2.840.10008.1.2.1.99":  # deflated: pydicom read from an inflated buffer
+    if ts == DEFLATED:  # pydicom read an inflated copy: look for the pixels in it
+        where = _deflated_pixels(ds if deflated else pydicom.dcmread(path))
+    else:
         where = _locate_pixels(fp, implicit, little)
-    return values, ts, implicit, little, where
+    return ds, values, ts, where
 
 
-def read_header(path: str) -> SliceHeader:
-    """Read one file's header. Raises :class:`SkipFile` with a reason."""
-    try:
-        size = os.path.getsize(path)
-        fp = open(path, "rb")
-    except OSError as exc:
-        raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
-    with fp:
-        try:
-            ds, ts, implicit, little, where = _walk_file(fp, size)
-        except (_Fallback, struct.error, UnicodeDecodeError, ValueError, IndexError):
-            # anything unusual or damaged: pydicom reads it, or says why it cannot
-            fp.seek(0)
-            ds, ts, implicit, little, where = _pydicom_header(fp, path)
-    sop_class = _str(ds, "SOPClassUID")
+def _deflated_pixels(ds) -> Optional[tuple]:
+    """(tag, None, length) of the pixel data of a deflated file (decoded later from the
+    inflated dataset, never read in place)."""
+    for tag in PIXEL_DATA_TAGS:
+        if tag in ds:
+            return tag, None, len(ds[tag].value)
+    return None
+
+
+def _check_pixels(path: str, values: dict, ts: str, where, size: int) -> tuple:
+    """(rows, columns, bits allocated, native) after checking the pixel data is usable."""
+    sop_class = _str(values, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
-        if ts == "1.2.840.10008.1.2.1.99":
-            raise SkipFile(f"{path}: deflated transfer syntax '{ts}' is not supported")
         raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
     tag, offset, length = where
-    if tag != 0x7FE00010:
-        raise SkipFile(f"{path}: ({tag >> 16:04X},{tag & 0xFFFF:04X}) '{PIXEL_DATA_TAGS[tag]}' "
-                       "is not supported, only (7FE0,0010) 'Pixel Data'")
-
-    rows, cols = _num(ds, "Rows", int), _num(ds, "Columns", int)
+    rows, cols = _num(values, "Rows", int), _num(values, "Columns", int)
     if not rows or not cols:
         raise SkipFile(f"{path}: a (0028,0010) 'Rows' / (0028,0011) 'Columns' value of "
                        f"'{rows}'/'{cols}' is invalid, both must be positive")
-    bits_alloc = _num(ds, "BitsAllocated", int)
+    bits_alloc = _num(values, "BitsAllocated", int)
     if bits_alloc not in (1, 8, 16, 32, 64):
         raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
                        "invalid, it must be 1, 8, 16, 32 or 64")
-    spp = _num(ds, "SamplesPerPixel", int) or 1
-    frames = _num(ds, "NumberOfFrames", int) or 1
-    native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF
+    if tag != 0x7FE00010 and bits_alloc != (32 if tag == 0x7FE00008 else 64):
+        raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
+                       f"invalid for ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                       f"'{PIXEL_DATA_TAGS[tag]}', it must be "
+                       f"{32 if tag == 0x7FE00008 else 64}")
+    native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF and offset is not None
     if native:
-        expected = rows * cols * spp * frames * bits_alloc // 8
+        from .engine.gdcm_headers import native_length
+        frames = _num(values, "NumberOfFrames", int) or 1
+        spp = _num(values, "SamplesPerPixel", int) or 1
+        expected = native_length(rows, cols, frames, spp, bits_alloc)
+        expected -= expected & 1 and not (length & 1)  # odd lengths written unpadded
         if length < expected or offset + expected > size:
             have = max(0, min(length, size - offset))
-            raise SkipFile(f"{path}: truncated (7FE0,0010) 'Pixel Data': {have} bytes present, "
-                           f"{expected} expected for {rows}x{cols}x{frames} frame(s) of "
-                           f"{bits_alloc}-bit samples")
+            raise SkipFile(f"{path}: truncated ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                           f"'{PIXEL_DATA_TAGS[tag]}': {have} bytes present, {expected} "
+                           f"expected for {rows}x{cols}x{frames} frame(s) of {bits_alloc}-bit "
+                           "samples")
     elif ts in NATIVE_SYNTAXES:
         raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
                        f"syntax '{ts}' is uncompressed")
+    return rows, cols, bits_alloc, native
+
+
+def header_from_values(path: str, ds: dict, ts: str, where, size: int) -> SliceHeader:
+    """A :class:`SliceHeader` from keyword -> value (from GDCM or pydicom) and the pixel
+    data location; raises :class:`SkipFile` for an unusable image."""
+    rows, cols, bits_alloc, native = _check_pixels(path, ds, ts, where, size)
     slope = _num(ds, "RescaleSlope")
     intercept = _num(ds, "RescaleIntercept")
     pr = _num(ds, "PixelRepresentation", int) or 0
-    ppv = ds.get("PixelPaddingValue")
     echo = ds.get("EchoNumbers")
     return SliceHeader(
         path=path,
         sop_instance_uid=_str(ds, "SOPInstanceUID"),
-        sop_class_uid=sop_class,
+        sop_class_uid=_str(ds, "SOPClassUID"),
         series_instance_uid=_str(ds, "SeriesInstanceUID"),
         study_instance_uid=_str(ds, "StudyInstanceUID"),
         frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"),
@@ -520,7 +531,8 @@ def read_header(path: str) -> SliceHeader:
         pixel_spacing=_vec(ds, "PixelSpacing", 2, path),
         slice_thickness=_num(ds, "SliceThickness"),
         gantry_tilt=_num(ds, "GantryDetectorTilt"),
-        rows=rows, columns=cols, number_of_frames=frames, samples_per_pixel=spp,
+        rows=rows, columns=cols, number_of_frames=_num(ds, "NumberOfFrames", int) or 1,
+        samples_per_pixel=_num(ds, "SamplesPerPixel", int) or 1,
         photometric=_str(ds, "PhotometricInterpretation"),
         planar_configuration=_num(ds, "PlanarConfiguration", int) or 0,
         bits_allocated=bits_alloc,
@@ -530,21 +542,20 @@ def read_header(path: str) -> SliceHeader:
         rescale_intercept=0.0 if intercept is None else intercept,
         rescale_type=_str(ds, "RescaleType"),
         has_rescale=slope is not None or intercept is not None,
-        pixel_padding_value=_padding(ppv, pr, _num(ds, "BitsAllocated", int)),
+        pixel_padding_value=_padding(ds.get("PixelPaddingValue"), pr, bits_alloc),
         echo_numbers=str(echo) if echo is not None else None,
         echo_time=_num(ds, "EchoTime"),
         temporal_position=_num(ds, "TemporalPositionIdentifier", int),
         transfer_syntax=ts,
-        pixel_offset=offset if native else None,
+        pixel_offset=where[1] if native else None,
         patient_id=_str(ds, "PatientID"),
         patient_name=_str(ds, "PatientName"),
         trigger_time=_num(ds, "TriggerTime"),
         diffusion_bvalue=_num(ds, "DiffusionBValue"),
         diffusion_direction=_vec(ds, "DiffusionGradientOrientation", 3, path),
-        extra={**{k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
-                                             "BodyPartExamined") if ds.get(k) is not None},
-               "_functional_groups": "PerFrameFunctionalGroupsSequence" in ds
-               or "SharedFunctionalGroupsSequence" in ds},
+        text=SeriesText(_str(ds, "ProtocolName"), _str(ds, "StudyDate"),
+                        _str(ds, "SeriesDate"), _str(ds, "BodyPartExamined")),
+        pixel_tag=where[0],
     )
 
 
@@ -557,11 +568,11 @@ def _fg(frame, shared, seq: str):
     return None
 
 
-def expand_frames(h: SliceHeader) -> list:
-    """Per-frame headers of an enhanced multi-frame file (PS3.3 C.7.6.16 functional groups)."""
-    import pydicom
+def expand_frames(h: SliceHeader, ds) -> list:
+    """Per-frame headers of an enhanced multi-frame file (PS3.3 C.7.6.16 functional groups),
+    from its pydicom dataset ``ds`` (read once, by :func:`read_many`)."""
     try:
-        return _frames(h, pydicom.dcmread(h.path, stop_before_pixels=True))
+        return _frames(h, ds)
     except SkipFile:
         raise
     except Exception as exc:  # pydicom raises many types on damaged sequences and values
@@ -587,8 +598,8 @@ def _frames(h: SliceHeader, ds) -> list:
         trig = _fg(fr, shared, "CardiacSynchronizationSequence")
         where = f"{h.path} frame {k + 1}"
         d = dict(h.__dict__)
-        d.update(frame=k, extra=dict(h.extra))
-        if h.pixel_offset is not None:
+        d.update(frame=k)
+        if h.pixel_offset is not None and h.bits_allocated >= 8:
             d["pixel_offset"] = h.pixel_offset + k * h.frame_nbytes
         d["ipp"] = _vec(pos, "ImagePositionPatient", 3, where) if pos else h.ipp
         d["iop"] = _vec(ori, "ImageOrientationPatient", 6, where) if ori else h.iop
@@ -606,7 +617,7 @@ def _frames(h: SliceHeader, ds) -> list:
         if content:
             d["temporal_position"] = _num(content, "TemporalPositionIndex", int)
             d["acquisition_number"] = _num(content, "FrameAcquisitionNumber", int) or h.acquisition_number
-            d["extra"]["StackID"] = _str(content, "StackID")
+            d["stack_id"] = _str(content, "StackID")
         if diff:
             d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
             gseq = diff.get("DiffusionGradientDirectionSequence")
@@ -619,11 +630,14 @@ def _frames(h: SliceHeader, ds) -> list:
             if ft:
                 d["image_type"] = tuple(str(x) for x in (ft if not isinstance(ft, str) else [ft]))
         out.append(SliceHeader(**d))
+    pairs = tuple(dict.fromkeys((f.rescale_slope, f.rescale_intercept) for f in out))
+    for f in out:
+        f.file_rescale = pairs
     return out
 
 
 # ------------------------------------------------------------------------ Siemens MOSAIC
-def expand_mosaic(h: SliceHeader) -> list:
+def expand_mosaic(h: SliceHeader, ds) -> list:
     """One header per tile of a Siemens MOSAIC image (its slices laid out in a grid).
 
     The number of tiles and the slice normal come from the Siemens CSA image header (read by
@@ -637,31 +651,29 @@ def expand_mosaic(h: SliceHeader) -> list:
     import math
 
     import numpy as np
-    import pydicom
     try:
         import warnings
         with warnings.catch_warnings():  # nibabel warns that its DICOM *readers* are
             warnings.simplefilter("ignore")  # experimental; only its CSA parser is used here
             from nibabel.nicom import csareader
     except ImportError:
-        h.extra["mosaic_problem"] = "nibabel is not installed (pip install nibabel)"
+        h.mosaic_problem = "nibabel is not installed (pip install nibabel)"
         return [h]
     try:
-        ds = pydicom.dcmread(h.path, stop_before_pixels=True)
         csa = csareader.get_csa_header(ds, "image")
         n = csareader.get_n_mosaic(csa) if csa else None
         normal = csareader.get_slice_normal(csa) if csa else None
         sbs = ds.get("SpacingBetweenSlices")
     except Exception as exc:  # damaged private data: keep one header, refused with the reason
-        h.extra["mosaic_problem"] = f"the Siemens CSA header is unreadable ({type(exc).__name__})"
+        h.mosaic_problem = f"the Siemens CSA header is unreadable ({type(exc).__name__})"
         return [h]
     if not n or normal is None:
-        h.extra["mosaic_problem"] = ("the Siemens CSA image header (0029,1010) has no "
+        h.mosaic_problem = ("the Siemens CSA image header (0029,1010) has no "
                                      "NumberOfImagesInMosaic / SliceNormalVector")
         return [h]
     side = math.ceil(math.sqrt(n))
     if h.rows % side or h.columns % side:
-        h.extra["mosaic_problem"] = (f"a {h.rows}x{h.columns} mosaic does not divide into "
+        h.mosaic_problem = (f"a {h.rows}x{h.columns} mosaic does not divide into "
                                      f"{side}x{side} tiles for NumberOfImagesInMosaic {n}")
         return [h]
     tr, tc = h.rows // side, h.columns // side
@@ -676,6 +688,6 @@ def expand_mosaic(h: SliceHeader) -> list:
         d = dict(h.__dict__)
         d.update(frame=k, rows=tr, columns=tc,
                  ipp=tuple(float(v) for v in first + k * dz * normal),
-                 extra={**h.extra, "mosaic": (h.rows, h.columns, k // side, k % side)})
+                 tile=MosaicTile(h.rows, h.columns, k // side, k % side))
         out.append(SliceHeader(**d))
     return out

@@ -43,6 +43,7 @@ class Policy:
     max_gap: float = 3.0
     merge_4d: bool = False        # --4d: repeats of one grid (time, echo, ...) as one 4D NIfTI
     no_geometry: bool = False     # --no-geometry: write images without IPP/IOP, flagged
+    engine: str = "auto"          # --engine: decoder (auto or itk); never changes a voxel
 
     def __post_init__(self):
         if self.tilt not in TILT_POLICIES:
@@ -52,6 +53,8 @@ class Policy:
                              f"{', '.join(IRREGULAR_POLICIES)}")
         if self.interpolation not in ("linear", "nearest"):
             raise ValueError(f"interpolation {self.interpolation!r}: choose linear or nearest")
+        if self.engine not in ("auto", "itk"):
+            raise ValueError(f"engine {self.engine!r}: choose auto or itk")
         if not self.max_gap > 1:
             raise ValueError(f"max_gap must be above 1 (times the median step), got {self.max_gap}")
 

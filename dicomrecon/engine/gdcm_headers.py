@@ -1,0 +1,166 @@
+"""Header tags of many files at once through GDCM's ``gdcm.Scanner``.
+
+The scanner parses every file in C++ (any Part 10 encoding GDCM reads: implicit/explicit VR,
+little/big endian, deflated) and stops before the first tag it was not asked for that lies past
+the last wanted one, so pixel data is never read.  It returns values as text: text VRs as
+stored, binary VRs (US, SS, FD...) printed by GDCM.  This module turns that text into Python
+values, keyword by keyword.
+
+What the scanner cannot give, and who reads it instead (once per file):
+
+* nested data (enhanced functional groups, the Siemens CSA header): :mod:`dicomrecon.headers`
+  parses those few files with pydicom;
+* FD/FL values exactly: GDCM prints them with 6 significant digits, so files that carry one of
+  the FD tags in the table are also parsed with pydicom;
+* where the pixel bytes start: :func:`pixel_location` checks the element header that must sit
+  just before the pixel bytes at the end of the file (never a guess: a mismatch sends the file
+  to pydicom, which walks to the pixel data).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Iterable, Optional
+
+#: VRs whose values the scanner prints as text we parse as numbers
+_INT_VRS = {"IS", "US", "SS", "UL", "SL", "US or SS"}
+_FLOAT_VRS = {"DS"}
+#: binary floating point VRs: the scanner prints them with 6 significant digits (lossy)
+LOSSY_VRS = {"FD", "FL"}
+TRANSFER_SYNTAX = 0x00020010
+
+
+def _tag(t: int):
+    import gdcm
+    return gdcm.Tag(t >> 16, t & 0xFFFF)
+
+
+def _quiet() -> None:
+    import gdcm
+    gdcm.Trace.WarningOff()
+    gdcm.Trace.ErrorOff()
+    gdcm.Trace.DebugOff()
+
+
+def scan_values(paths: list, table: dict) -> dict:
+    """``{path: {keyword: text}}`` for every file GDCM parsed (files it could not parse are
+    absent).  ``table`` is keyword -> (tag, VR, name); sequences (SQ) must not be in it: asking
+    for a tag past the pixel data makes GDCM read the pixel data too."""
+    import gdcm
+    _quiet()
+    scanner = gdcm.Scanner()
+    wanted = [(kw, _tag(tag)) for kw, (tag, vr, _) in table.items()]
+    for _, t in wanted:
+        scanner.AddTag(t)
+    ts_tag = _tag(TRANSFER_SYNTAX)
+    scanner.AddTag(ts_tag)
+    scanner.Scan(list(paths))
+    get, is_key = scanner.GetValue, scanner.IsKey
+    out = {}
+    for p in paths:
+        if not is_key(p):
+            continue
+        vals = {"TransferSyntaxUID": get(p, ts_tag)}
+        for kw, t in wanted:
+            v = get(p, t)
+            if v is not None:
+                vals[kw] = v
+        out[p] = vals
+    return out
+
+
+def convert(text: Optional[str], vr: str, utf8: bool):
+    """A scanned value as Python: text stripped and split on backslashes (a list when
+    multi-valued), IS/US/SS as int, DS/FD/FL as float; the raw text when a number does not parse
+    (the reader that uses it reports it as invalid)."""
+    if text is None:
+        return None
+    if not text.isascii():  # GDCM hands bytes over as UTF-8 with surrogate escapes
+        raw = text.encode("utf-8", "surrogateescape")
+        text = raw.decode("utf-8" if utf8 else "latin-1", "replace")
+    text = text.rstrip("\x00 ")
+    if not text:
+        return None
+    parts = [text] if vr in ("LT", "ST", "UT") else [p.strip() for p in text.split("\\")]
+    if vr in _INT_VRS or vr in _FLOAT_VRS or vr in LOSSY_VRS:
+        try:
+            nums = [int(float(p)) if vr in _INT_VRS else float(p) for p in parts if p != ""]
+        except ValueError:
+            return text
+        return nums[0] if len(nums) == 1 else (nums or None)
+    return parts[0] if len(parts) == 1 else parts
+
+
+def values_from_scan(scanned: dict, table: dict) -> dict:
+    """Keyword -> Python value for one file's scanned text."""
+    charset = scanned.get("SpecificCharacterSet") or ""
+    utf8 = "192" in charset
+    return {kw: convert(text, table[kw][1], utf8) for kw, text in scanned.items()
+            if kw in table}
+
+
+# --------------------------------------------------------------------------- pixel location
+_ENCAPSULATED_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD) sequence delimitation
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
+
+
+def native_length(rows: int, columns: int, frames: int, samples: int, bits: int) -> int:
+    """Bytes of native pixel data, padded to even length (bit-packed for BitsAllocated 1)."""
+    n = rows * columns * frames * samples
+    nbytes = (n + 7) // 8 if bits == 1 else n * bits // 8
+    return nbytes + (nbytes & 1)
+
+
+def pixel_location(path: str, size: int, value_length: Optional[int], little: bool,
+                   implicit: bool) -> Optional[tuple]:
+    """``(tag, value offset, length)`` of pixel data that is the last element of the file, from
+    a check of its element header; None when the bytes there are not that header.
+
+    ``value_length`` is the native length (:func:`native_length`), or None for encapsulated
+    data, which must end with the (FFFE,E0DD) sequence delimiter (its offset is then unknown,
+    and not needed: encapsulated frames are read by a decoder).
+    """
+    try:
+        with open(path, "rb") as fp:
+            if value_length is None:
+                if size < 8:
+                    return None
+                fp.seek(size - 8)
+                return (0x7FE00010, None, 0xFFFFFFFF) if fp.read(8) == _ENCAPSULATED_END else None
+            head_len = 8 if implicit else 12
+            start = size - value_length - head_len
+            if start < 0:
+                return None
+            fp.seek(start)
+            head = fp.read(head_len)
+    except OSError:
+        return None
+    return _check_header(head, start + head_len, value_length, little, implicit)
+
+
+def _check_header(head: bytes, offset: int, value_length: int, little: bool,
+                  implicit: bool) -> Optional[tuple]:
+    e = "<" if little else ">"
+    group, elem = struct.unpack(e + "HH", head[:4])
+    tag = (group << 16) | elem
+    if tag not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,) = struct.unpack(e + "L", head[4:8])
+    else:
+        if head[4:6] not in _LONG_VRS or head[6:8] != b"\x00\x00":
+            return None
+        (length,) = struct.unpack(e + "L", head[8:12])
+    return (tag, offset, length) if length == value_length else None
+
+
+def file_sizes(paths: Iterable[str]) -> dict:
+    out = {}
+    for p in paths:
+        try:
+            out[p] = os.path.getsize(p)
+        except OSError:
+            out[p] = None
+    return out

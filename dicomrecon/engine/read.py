@@ -1,0 +1,145 @@
+"""The stored values of a sorted list of slices, each source file read once.
+
+Slices are grouped by file (the frames of a multi-frame file, the tiles of a mosaic), each file
+is read in one visit, and every frame lands at its place in the output array.  No state is kept
+between calls (thread-safe): a multi-frame file decoded for one group is not cached for another.
+
+Engines:
+
+* ``itk``: single-frame files through ``ImageSeriesReader`` with our file order (chunks of
+  :data:`itk_decode.CHUNK` files, two chunks at a time), multi-frame files and mosaics through
+  ``ImageFileReader``.
+* ``auto``: uncompressed files read in place (:mod:`.native_decode`); compressed files through
+  ITK, one file per task on a thread pool of one thread per core (ITK/GDCM codecs release the
+  GIL while they decode).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import itk_decode
+from .native_decode import DecodeError, frame_dtype, read_native, read_whole
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class _Progress:
+    def __init__(self, fn: Optional[Callable[[int, int], None]], total: int):
+        self.fn, self.total, self.done = fn, total, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.fn:
+            self.fn(self.done, self.total)
+
+
+def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarray:
+    """(nz, ny, nx[, 3]) stored values of ``slices`` (in this order)."""
+    h0 = slices[0]
+    shape = (len(slices), h0.rows, h0.columns) + ((3,) if h0.samples_per_pixel == 3 else ())
+    out = np.empty(shape, dtype=frame_dtype(h0))
+    files: dict = {}
+    prog = _Progress(progress, len(slices))
+    for k, h in enumerate(slices):
+        if h.instance_key in preloaded:
+            out[k] = preloaded[h.instance_key]
+            prog.add(1)
+        else:
+            files.setdefault(h.path, []).append((k, h))
+    native = {p: ks for p, ks in files.items() if engine == "auto" and ks[0][1].is_native}
+    others = {p: ks for p, ks in files.items() if p not in native}
+    for path, ks in native.items():
+        _read_native_file(path, ks, out)
+        prog.add(len(ks))
+    if engine == "itk":
+        _read_itk(others, out, prog)
+    else:
+        _parallel(others, out, prog, _decode_file)
+    return out
+
+
+def _read_native_file(path: str, ks: list, out: np.ndarray) -> None:
+    try:
+        with open(path, "rb") as fp:
+            whole = None
+            for k, h in ks:
+                if h.tile is None:
+                    read_native(fp, h, out[k])
+                    continue
+                if whole is None:  # the mosaic is read once, then cut into its tiles
+                    whole = read_whole(fp, h, (h.tile.mosaic_rows, h.tile.mosaic_columns))
+                out[k] = _tile(whole, h)
+    except OSError as exc:
+        raise DecodeError(f"{path}: cannot read pixel data ({exc.strerror})")
+
+
+def _tile(whole: np.ndarray, h) -> np.ndarray:
+    r, c = h.tile.row, h.tile.column
+    return whole[r * h.rows:(r + 1) * h.rows, c * h.columns:(c + 1) * h.columns]
+
+
+def _place(frames: np.ndarray, ks: list, out: np.ndarray, path: str) -> None:
+    """Put a decoded file's frames (frames, rows, columns[, 3]) at their output slices."""
+    for k, h in ks:
+        if h.tile is not None:
+            out[k] = _tile(frames[0], h)
+            continue
+        if h.frame >= len(frames) or frames[h.frame].shape != out[k].shape:
+            raise DecodeError(f"{path}: decoded pixel data has shape {frames.shape}, expected "
+                              f"frame {h.frame + 1} of {out[k].shape} from (0028,0010)/"
+                              "(0028,0011)/(0028,0002)/(0028,0008)")
+        out[k] = frames[h.frame]
+
+
+def _decode_file(path: str, ks: list) -> np.ndarray:
+    """Every frame of one file, as stored values: ITK, or pydicom for float pixel data."""
+    headers = [h for _, h in ks]
+    h = headers[0]
+    if h.is_float:
+        arr = itk_decode.read_with_pydicom(path)
+        return arr.reshape((-1,) + arr.shape[-2:]).astype(frame_dtype(h), copy=False)
+    values = itk_decode.read_file(path, h.samples_per_pixel == 3)
+    return itk_decode.stored_values(values, headers, path)
+
+
+def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None:
+    if not files:
+        return
+    items = list(files.items())
+    if len(items) == 1:
+        path, ks = items[0]
+        _place(decode_one(path, ks), ks, out, path)
+        prog.add(len(ks))
+        return
+    with ThreadPoolExecutor(_workers()) as pool:
+        for (path, ks), frames in zip(items, pool.map(lambda it: decode_one(*it), items)):
+            _place(frames, ks, out, path)
+            prog.add(len(ks))
+
+
+def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
+    """ImageSeriesReader for runs of single-frame files, ImageFileReader for the rest."""
+    single = [(p, ks) for p, ks in files.items()
+              if len(ks) == 1 and ks[0][1].number_of_frames == 1 and ks[0][1].tile is None
+              and not ks[0][1].is_float]
+    rest = {p: ks for p, ks in files.items() if (p, ks) not in single}
+    chunks = [single[i:i + itk_decode.CHUNK] for i in range(0, len(single), itk_decode.CHUNK)]
+
+    def read_chunk(chunk):
+        values = itk_decode.read_series([p for p, _ in chunk], chunk[0][1][0][1].samples_per_pixel == 3)
+        return [itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p)
+                for i, (p, ks) in enumerate(chunk)]
+
+    with ThreadPoolExecutor(min(2, _workers())) as pool:
+        for chunk, stored in zip(chunks, pool.map(read_chunk, chunks)):
+            for (p, ks), frames in zip(chunk, stored):
+                _place(frames, ks, out, p)
+                prog.add(1)
+    _parallel(rest, out, prog, _decode_file)
