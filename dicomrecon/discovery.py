@@ -128,7 +128,14 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
          tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
     """Read every header under ``root`` and return its series, groups and skipped files."""
     root = os.fspath(root)
-    files = iter_files(root)
+    return scan_files(iter_files(root), root=root, series_uid=series_uid, progress=progress,
+                      tol=tol)
+
+
+def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
+               progress: ProgressFn = None,
+               tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
+    """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
     headers, skipped = [], []
     for i, path in enumerate(files):
         try:
