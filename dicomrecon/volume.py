@@ -288,6 +288,24 @@ class Volume:
         array = np.ascontiguousarray(np.transpose(data, (2, 1, 0) + tuple(range(3, data.ndim))))
         return cls(array, lps_to_ras(np.asarray(image.affine, dtype=float)), meta)
 
+    # --- highdicom (optional: pip install highdicom) -----------------------------------------
+    def to_highdicom(self):
+        """A ``highdicom.Volume`` (patient coordinates): same array, affine in array order."""
+        import highdicom as hd
+        if self.is_rgb:
+            raise ValueError("to_highdicom() takes a scalar volume, not RGB")
+        return hd.Volume(self.array, self.affine[:, [2, 1, 0, 3]], coordinate_system="PATIENT")
+
+    @classmethod
+    def from_highdicom(cls, volume, metadata: dict | None = None) -> "Volume":
+        """From a 3D ``highdicom.Volume`` in patient coordinates."""
+        if str(getattr(volume.coordinate_system, "value", volume.coordinate_system)) != "PATIENT":
+            raise ValueError("the highdicom Volume is not in patient coordinates")
+        if volume.array.ndim != 3:
+            raise ValueError(f"expected a 3D highdicom Volume, got shape {volume.array.shape}")
+        return cls(np.asarray(volume.array), np.asarray(volume.affine, float)[:, [2, 1, 0, 3]],
+                   dict(metadata or {}))
+
     # --- SimpleITK -------------------------------------------------------------------------
     def to_sitk(self):
         import SimpleITK as sitk

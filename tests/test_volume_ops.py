@@ -202,3 +202,15 @@ def test_public_api_is_discoverable():
             "assert dicomrecon.Volume.__doc__ and 'x = column' in dicomrecon.volume.__doc__")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_highdicom_pair():
+    vol = oblique_volume(11)
+    theirs = vol.to_highdicom()
+    assert_same_as_hd(vol, theirs)
+    pts = vol.world([[1, 2, 3]])
+    np.testing.assert_array_equal(theirs.map_reference_to_indices(pts, round_output=True),
+                                  [[3, 2, 1]])  # (slice, row, column)
+    back = Volume.from_highdicom(theirs.to_patient_orientation("FPL"))
+    assert back.orientation == "LPI"  # highdicom's F (feet) is our I
+    assert_voxels_in_place(vol, back)
