@@ -16,8 +16,19 @@ __version__ = "0.1.0"
 __all__ = ["scan", "read", "read_volume", "read_volumes", "convert", "Policy", "Volume",
            "DicomReconError", "__version__"]
 
+#: Submodules reachable as attributes (``dicomrecon.errors``) without an explicit import.
+SUBMODULES = ("api", "conversion", "discovery", "errors", "export", "geometry", "plan",
+              "resample", "volume", "writers")
+
+
+def __dir__():
+    return sorted(set(__all__) | set(SUBMODULES) | set(globals()))
+
 
 def __getattr__(name):
+    if name in SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
     if name in ("scan", "read", "read_volume", "read_volumes"):
         from . import api
         return getattr(api, name)

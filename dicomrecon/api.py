@@ -1,60 +1,136 @@
-"""The Python API: scan a folder, read one volume as a SimpleITK image or numpy + affine."""
+"""The Python API: scan DICOM, read one volume (or every volume) as numpy + affine or SimpleITK.
+
+A *source* is any of:
+
+* a folder or file path (``str`` or ``os.PathLike``), searched recursively;
+* a list of file paths (one series, or several: they are grouped as a folder would be);
+* a list of ``pydicom.Dataset`` objects, as a network receiver, an anonymiser or highdicom
+  hands them over (they are written to a private temporary folder, which lives as long as the
+  scan result, groups and volumes made from it, because pixels are decoded from files);
+* a :class:`~dicomrecon.discovery.Group` from :func:`scan` (``read``/``read_volume`` only).
+
+``group="1301.2"`` picks one group by the label that ``dicomrecon scan`` prints (series number,
+then group index), which also tells apart echoes or magnitude/phase images of one series.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+import tempfile
+from typing import Optional, Sequence, Union
 
 from .discovery import Group, ScanResult
 from .discovery import scan as _scan
-from .errors import AmbiguousInputError, NoDicomError, RefusedError
+from .discovery import scan_files as _scan_files
+from .errors import AmbiguousInputError, InputError, NoDicomError
 from .plan import DEFAULT_POLICY, Policy, plan_group
 from .volume import Volume
 
-PathOrGroup = Union[str, os.PathLike, Group]
+PathLike = Union[str, os.PathLike]
+Source = Union[PathLike, Sequence[PathLike], Sequence["pydicom.Dataset"], Group]  # noqa: F821
 
 
-def scan(path: Union[str, os.PathLike], *, series_uid: Optional[str] = None) -> ScanResult:
-    """Read the headers under ``path``: series, groups (with geometry findings), skipped files."""
-    return _scan(os.fspath(path), series_uid=series_uid)
+def scan(source, *, series_uid: Optional[str] = None) -> ScanResult:
+    """Read the headers of ``source`` (a path, a list of paths or a list of datasets): its
+    series, groups (with geometry findings) and skipped files."""
+    if isinstance(source, (str, os.PathLike)):
+        return _scan(os.fspath(source), series_uid=series_uid)
+    items = list(source)
+    if not items:
+        raise InputError("an empty list holds no DICOM file")
+    if all(isinstance(x, (str, os.PathLike)) for x in items):
+        files = [os.fspath(x) for x in items]
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise InputError(f"{missing[0]}: no such file ({len(missing)} of {len(files)} "
+                             "listed file(s) missing)")
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+        return _scan_files(files, root=root, series_uid=series_uid)
+    from pydicom import Dataset
+    if all(isinstance(x, Dataset) for x in items):
+        folder = _DatasetFolder(items)
+        result = _scan(folder.path, series_uid=series_uid)
+        result.keepalive = folder  # the files live as long as the result and its groups
+        for g in result.groups:
+            g.keepalive = folder
+        return result
+    raise TypeError("a source is a path, a list of paths, a list of pydicom Datasets or a "
+                    f"Group; got a list of {sorted({type(x).__name__ for x in items})}")
 
 
-def _one_group(source: PathOrGroup, series_uid: Optional[str], policy: Policy) -> Group:
+class _DatasetFolder:
+    """A private temporary folder holding datasets as Part 10 files; removed when collected."""
+
+    def __init__(self, datasets):
+        self._tmp = tempfile.TemporaryDirectory(prefix="dicomrecon-datasets-")
+        self.path = self._tmp.name
+        for i, ds in enumerate(datasets):
+            name = os.path.join(self.path, f"{i:06d}.dcm")
+            try:
+                _write_dataset(ds, name)
+            except Exception as exc:  # pydicom raises many types for unwritable datasets
+                raise InputError(f"dataset {i} (SOPInstanceUID "
+                                 f"{getattr(ds, 'SOPInstanceUID', '?')}) cannot be written as a "
+                                 f"DICOM file: {type(exc).__name__}: {exc}") from None
+
+
+def _write_dataset(ds, path: str) -> None:
+    """Part 10 file of ``ds``; a dataset without file meta is written Explicit VR LE."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        import copy
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
+        ds = copy.copy(ds)
+        ds.file_meta = FileMetaDataset(meta or {})
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _pick(groups: list, where: str, group: Optional[str]) -> Group:
+    if group is not None:
+        for g in groups:
+            if g.label == group:
+                return g
+        raise InputError(f"{where}: no group '{group}'; groups are: "
+                         + ", ".join(g.label for g in groups))
+    if len(groups) == 1:
+        return groups[0]
+    listing = "; ".join(f"{g.label} {g.first.series_description!r} "
+                        f"{'x'.join(map(str, g.shape_xyz))}" for g in groups)
+    raise AmbiguousInputError(f"{where} contains {len(groups)} volumes: {listing}",
+                              hint="pass group='LABEL' (one of those), series_uid=, or use "
+                                   "dicomrecon.read_volumes()")
+
+
+def _one_group(source, series_uid: Optional[str], group: Optional[str]) -> Group:
     if isinstance(source, Group):
         return source
     result = scan(source, series_uid=series_uid)
-    groups = result.groups
-    if not groups:
-        raise NoDicomError(f"{os.fspath(source)}: no DICOM image found "
-                           f"({len(result.skipped)} file(s) skipped)")
-    good = [g for g in groups if not plan_group(g, policy).refused]
-    if len(groups) > 1:
-        listing = "; ".join(f"{g.label} {g.first.series_description!r} "
-                            f"{'x'.join(map(str, g.shape_xyz))}"
-                            + ("" if g in good else " (refused)") for g in groups)
-        raise AmbiguousInputError(
-            f"{os.fspath(source)} contains {len(groups)} volumes ({len(good)} reconstructable): "
-            f"{listing}", hint="pass one group from dicomrecon.scan(path).groups, or series_uid=")
-    return groups[0]
+    where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
+        f"the {len(list(source))} given item(s)"
+    if not result.groups:
+        raise NoDicomError(f"{where}: no DICOM image found ({len(result.skipped)} file(s) "
+                           "skipped)")
+    return _pick(result.groups, where, group)
 
 
-def read_volume(source: PathOrGroup, *, series_uid: Optional[str] = None,
+def read_volume(source, *, series_uid: Optional[str] = None, group: Optional[str] = None,
                 policy: Optional[Policy] = None) -> Volume:
-    """One volume as numpy (nz, ny, nx) plus a (4, 4) LPS affine.
+    """One volume as numpy ``(nz, ny, nx)`` plus a ``(4, 4)`` index (x, y, z) -> LPS affine.
 
-    ``source`` is a path holding exactly one volume, or a :class:`Group` from :func:`scan`.
-    Raises :class:`~dicomrecon.errors.RefusedError` (with ``.findings``) for a group that cannot
-    be reconstructed correctly, and :class:`~dicomrecon.errors.AmbiguousInputError` for a path
-    that holds several volumes.
+    ``source``: see the module docstring.  Raises
+    :class:`~dicomrecon.errors.RefusedError` (with ``.findings``) for a group that cannot be
+    reconstructed correctly under ``policy``, and
+    :class:`~dicomrecon.errors.AmbiguousInputError` when the source holds several groups and
+    neither ``group=`` nor ``series_uid=`` picks one.
     """
     from .conversion import load_group
-    policy = policy or DEFAULT_POLICY
-    return load_group(_one_group(source, series_uid, policy), policy=policy)
+    return load_group(_one_group(source, series_uid, group), policy=policy or DEFAULT_POLICY)
 
 
-def read_volumes(source: Union[str, os.PathLike, ScanResult], *,
-                 policy: Optional[Policy] = None) -> list:
-    """Every volume under a path (or of a :class:`ScanResult`), as the CLI would write them.
+def read_volumes(source, *, policy: Optional[Policy] = None) -> list:
+    """Every volume of ``source`` (or of a :class:`ScanResult`), as the CLI would write them.
 
     Refused groups are left out; ``plan_group(group, policy).refusals`` says why.
     """
@@ -65,10 +141,10 @@ def read_volumes(source: Union[str, os.PathLike, ScanResult], *,
             for vp in plan_group(g, policy).volumes]
 
 
-def read(source: PathOrGroup, *, series_uid: Optional[str] = None,
+def read(source, *, series_uid: Optional[str] = None, group: Optional[str] = None,
          policy: Optional[Policy] = None):
     """One volume as a ``SimpleITK.Image`` in LPS, axes x = column, y = row, z = slice."""
-    return read_volume(source, series_uid=series_uid, policy=policy).to_sitk()
+    return read_volume(source, series_uid=series_uid, group=group, policy=policy).to_sitk()
 
 
-__all__ = ["scan", "read", "read_volume", "read_volumes", "Policy", "RefusedError"]
+__all__ = ["scan", "read", "read_volume", "read_volumes", "Policy", "Source"]

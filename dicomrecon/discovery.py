@@ -134,7 +134,14 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
     those are decoded (with ``engine``), once, to drop exact copies; their pixels are kept on the
     group for decoding."""
     root = os.fspath(root)
-    files = iter_files(root)
+    return scan_files(iter_files(root), root=root, series_uid=series_uid, progress=progress,
+                      tol=tol)
+
+
+def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
+               progress: ProgressFn = None,
+               tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
+    """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
     headers, skipped = [], []
     for path, result in read_many(files, progress).items():
         if isinstance(result, SkipFile):

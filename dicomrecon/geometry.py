@@ -494,3 +494,110 @@ def patient_orientation(row: np.ndarray, col: np.ndarray) -> list:
         return "".join(letters[i][int(v[i] > 0)] for i in order if abs(v[i]) > 1e-4)
 
     return [one(np.asarray(row, float)), one(np.asarray(col, float))]
+
+
+# --------------------------------------------------------------------------------------------
+# Index <-> world, sub-grids and reorientation (pure affine arithmetic, no resampling)
+# --------------------------------------------------------------------------------------------
+#: Patient-direction letters an axis can point towards, per LPS component: (-, +).
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))
+_ALIASES = {"F": "I", "H": "S"}
+
+
+def world_to_index(affine: np.ndarray, points) -> np.ndarray:
+    """(..., 3) LPS mm to continuous (..., 3) indices (x, y, z) through the inverse affine.
+
+    >>> world_to_index(np.diag([2.0, 3.0, 4.0, 1.0]), [[2.0, 6.0, 12.0]]).tolist()
+    [[1.0, 2.0, 3.0]]
+    """
+    inv = np.linalg.inv(np.asarray(affine, dtype=float))
+    return apply_affine(inv, points)
+
+
+def subgrid_affine(affine: np.ndarray, start_xyz, step_xyz=(1, 1, 1)) -> np.ndarray:
+    """Affine of the sub-grid that starts at index ``start_xyz`` and takes every
+    ``step_xyz``-th voxel (a negative step runs the axis backwards).
+
+    >>> subgrid_affine(np.diag([2.0, 3.0, 4.0, 1.0]), (1, 0, 2), (1, -1, 2))[:3] + 0.0
+    array([[ 2.,  0.,  0.,  2.],
+           [ 0., -3.,  0.,  0.],
+           [ 0.,  0.,  8.,  8.]])
+    """
+    a = np.asarray(affine, dtype=float)
+    out = a.copy()
+    out[:3, :3] = a[:3, :3] * np.asarray(step_xyz, dtype=float)
+    out[:3, 3] = apply_affine(a, np.asarray(start_xyz, dtype=float))
+    return out
+
+
+def axis_codes(affine: np.ndarray) -> str:
+    """The patient direction (L/R, P/A, S/I) each index axis x, y, z increases towards.
+
+    "LPS" is DICOM/ITK's identity orientation; NIfTI's usual "RAS" is its opposite.
+
+    >>> axis_codes(np.diag([1.0, 1.0, 1.0, 1.0])), axis_codes(np.diag([-1.0, 1.0, -1.0, 1.0]))
+    ('LPS', 'RPI')
+    """
+    m = np.asarray(affine, dtype=float)[:3, :3]
+    perm, signs = _nearest_axes(m)
+    return "".join(_LETTERS[perm[i]][signs[i] > 0] for i in range(3))
+
+
+def _nearest_axes(m: np.ndarray):
+    """For each column of ``m``: the LPS component it is closest to (a permutation) and sign."""
+    unit = np.abs(m / np.linalg.norm(m, axis=0))
+    perm = [-1, -1, -1]
+    for _ in range(3):  # greedy: the most aligned (axis, component) pair first
+        masked = unit.copy()
+        masked[[c for c in perm if c >= 0], :] = -1
+        masked[:, [i for i in range(3) if perm[i] >= 0]] = -1
+        comp, axis = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        perm[axis] = int(comp)
+    signs = [float(np.sign(m[perm[i], i])) or 1.0 for i in range(3)]
+    return perm, signs
+
+
+def normalise_codes(code: str) -> str:
+    """Upper-case, F/H as I/S; raise ValueError unless one letter per patient axis.
+
+    >>> normalise_codes("lph")
+    'LPS'
+    """
+    c = "".join(_ALIASES.get(ch, ch) for ch in str(code).upper())
+    axes = [next((k for k, pair in enumerate(_LETTERS) if ch in pair), None) for ch in c]
+    if len(c) != 3 or None in axes or sorted(axes) != [0, 1, 2]:
+        raise ValueError(f"orientation {code!r} is not three letters naming each patient axis "
+                         "once (L/R, P/A, S/I; F/H for I/S), e.g. 'LPS' or 'RAS'")
+    return c
+
+
+def reorientation(affine: np.ndarray, shape_xyz, code: str):
+    """How to reach orientation ``code`` by permuting and flipping axes, without resampling.
+
+    Returns ``(order, flips, new_affine)``: new axis ``i`` is old axis ``order[i]``, flipped
+    when ``flips[i]``; ``new_affine`` maps the new (x, y, z) indices to the same LPS points.
+
+    >>> order, flips, a = reorientation(np.diag([1.0, 1.0, 1.0, 1.0]), (4, 5, 6), "RAS")
+    >>> order, flips, a[:3, 3].tolist()
+    ([0, 1, 2], [True, True, False], [3.0, 4.0, 0.0])
+    """
+    want = normalise_codes(code)
+    have = axis_codes(affine)
+    comp = lambda ch: next(k for k, pair in enumerate(_LETTERS) if ch in pair)  # noqa: E731
+    order = [next(j for j in range(3) if comp(have[j]) == comp(want[i])) for i in range(3)]
+    flips = [have[order[i]] != want[i] for i in range(3)]
+    a = np.asarray(affine, dtype=float)
+    shape = np.asarray(shape_xyz)
+    new = np.eye(4)
+    start = np.zeros(3)
+    for i, j in enumerate(order):
+        new[:3, i] = -a[:3, j] if flips[i] else a[:3, j]
+        start[j] = shape[j] - 1 if flips[i] else 0
+    new[:3, 3] = apply_affine(a, start)
+    return order, flips, new
+
+
+def same_grid(a_affine, a_shape, b_affine, b_shape, atol: float = 1e-4) -> bool:
+    """Equal shapes and affines within ``atol`` (mm, and per direction component)."""
+    return tuple(a_shape) == tuple(b_shape) and bool(
+        np.allclose(np.asarray(a_affine, float), np.asarray(b_affine, float), atol=atol))
