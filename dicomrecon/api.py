@@ -30,11 +30,16 @@ PathLike = Union[str, os.PathLike]
 Source = Union[PathLike, Sequence[PathLike], Sequence["pydicom.Dataset"], Group]  # noqa: F821
 
 
-def scan(source, *, series_uid: Optional[str] = None) -> ScanResult:
+def scan(source, *, series_uid: Optional[str] = None, engine: str = "auto") -> ScanResult:
     """Read the headers of ``source`` (a path, a list of paths or a list of datasets): its
-    series, groups (with geometry findings) and skipped files."""
+    series, groups (with geometry findings) and skipped files.
+
+    ``engine`` (``"auto"`` or ``"itk"``) decodes the few images that share a position with
+    another, to drop exact copies; it never changes a result."""
+    from .decode import check_engine
+    check_engine(engine)
     if isinstance(source, (str, os.PathLike)):
-        return _scan(os.fspath(source), series_uid=series_uid)
+        return _scan(os.fspath(source), series_uid=series_uid, engine=engine)
     items = list(source)
     if not items:
         raise InputError("an empty list holds no DICOM file")
@@ -45,11 +50,11 @@ def scan(source, *, series_uid: Optional[str] = None) -> ScanResult:
             raise InputError(f"{missing[0]}: no such file ({len(missing)} of {len(files)} "
                              "listed file(s) missing)")
         root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
-        return _scan_files(files, root=root, series_uid=series_uid)
+        return _scan_files(files, root=root, series_uid=series_uid, engine=engine)
     from pydicom import Dataset
     if all(isinstance(x, Dataset) for x in items):
         folder = _DatasetFolder(items)
-        result = _scan(folder.path, series_uid=series_uid)
+        result = _scan(folder.path, series_uid=series_uid, engine=engine)
         result.keepalive = folder  # the files live as long as the result and its groups
         for g in result.groups:
             g.keepalive = folder
@@ -103,10 +108,11 @@ def _pick(groups: list, where: str, group: Optional[str]) -> Group:
                                    "dicomrecon.read_volumes()")
 
 
-def _one_group(source, series_uid: Optional[str], group: Optional[str]) -> Group:
+def _one_group(source, series_uid: Optional[str], group: Optional[str],
+               engine: str = "auto") -> Group:
     if isinstance(source, Group):
         return source
-    result = scan(source, series_uid=series_uid)
+    result = scan(source, series_uid=series_uid, engine=engine)
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
         f"the {len(list(source))} given item(s)"
     if not result.groups:
@@ -115,36 +121,48 @@ def _one_group(source, series_uid: Optional[str], group: Optional[str]) -> Group
     return _pick(result.groups, where, group)
 
 
+def _with_engine(policy: Optional[Policy], engine: Optional[str]) -> Policy:
+    """``policy`` (default: :data:`DEFAULT_POLICY`) with ``engine`` when one is given."""
+    import dataclasses
+    policy = policy or DEFAULT_POLICY
+    return policy if engine is None else dataclasses.replace(policy, engine=engine)
+
+
 def read_volume(source, *, series_uid: Optional[str] = None, group: Optional[str] = None,
-                policy: Optional[Policy] = None) -> Volume:
+                policy: Optional[Policy] = None, engine: Optional[str] = None) -> Volume:
     """One volume as numpy ``(nz, ny, nx)`` plus a ``(4, 4)`` index (x, y, z) -> LPS affine.
 
     ``source``: see the module docstring.  Raises
     :class:`~dicomrecon.errors.RefusedError` (with ``.findings``) for a group that cannot be
     reconstructed correctly under ``policy``, and
     :class:`~dicomrecon.errors.AmbiguousInputError` when the source holds several groups and
-    neither ``group=`` nor ``series_uid=`` picks one.
+    neither ``group=`` nor ``series_uid=`` picks one.  ``engine``: ``"auto"`` (default: the
+    fastest verified decoder) or ``"itk"`` (SimpleITK ``ImageSeriesReader`` for every file);
+    both give the same voxels.
     """
     from .conversion import load_group
-    return load_group(_one_group(source, series_uid, group), policy=policy or DEFAULT_POLICY)
+    policy = _with_engine(policy, engine)
+    return load_group(_one_group(source, series_uid, group, policy.engine), policy=policy)
 
 
-def read_volumes(source, *, policy: Optional[Policy] = None) -> list:
+def read_volumes(source, *, policy: Optional[Policy] = None,
+                 engine: Optional[str] = None) -> list:
     """Every volume of ``source`` (or of a :class:`ScanResult`), as the CLI would write them.
 
     Refused groups are left out; ``plan_group(group, policy).refusals`` says why.
     """
     from .conversion import load_plan
-    result = source if isinstance(source, ScanResult) else scan(source)
-    policy = policy or DEFAULT_POLICY
+    policy = _with_engine(policy, engine)
+    result = source if isinstance(source, ScanResult) else scan(source, engine=policy.engine)
     return [load_plan(vp, policy=policy) for g in result.groups
             for vp in plan_group(g, policy).volumes]
 
 
 def read(source, *, series_uid: Optional[str] = None, group: Optional[str] = None,
-         policy: Optional[Policy] = None):
+         policy: Optional[Policy] = None, engine: Optional[str] = None):
     """One volume as a ``SimpleITK.Image`` in LPS, axes x = column, y = row, z = slice."""
-    return read_volume(source, series_uid=series_uid, group=group, policy=policy).to_sitk()
+    return read_volume(source, series_uid=series_uid, group=group, policy=policy,
+                       engine=engine).to_sitk()
 
 
 __all__ = ["scan", "read", "read_volume", "read_volumes", "Policy", "Source"]

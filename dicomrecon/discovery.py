@@ -135,12 +135,12 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
     group for decoding."""
     root = os.fspath(root)
     return scan_files(iter_files(root), root=root, series_uid=series_uid, progress=progress,
-                      tol=tol)
+                      tol=tol, engine=engine)
 
 
 def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
                progress: ProgressFn = None,
-               tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
+               tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> ScanResult:
     """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
     headers, skipped = [], []
     for path, result in read_many(files, progress).items():

@@ -386,16 +386,16 @@ def reference_from_sidecar(path: str) -> Reference:
         raise InputError(f"{path}: {len(missing)} of its {len(files)} source DICOM file(s) are not "
                          f"readable, e.g. {missing[0]} (the sidecar's source.input is {root!r})",
                          hint="pass --like with the source DICOM folder, or --standalone")
-    import pydicom
+    from .engine.gdcm_headers import read_uids
     classes = {}
+    found = read_uids(list(files.values()))  # one GDCM pass over the sources
     for uid, p in files.items():
-        ds = pydicom.dcmread(p, stop_before_pixels=True,
-                             specific_tags=["SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID"])
-        if str(ds.get("SOPInstanceUID", "")) != uid:
+        sop, sop_class = found.get(p, ("", ""))
+        if sop != uid:
             raise InputError(f"{p}: its (0008,0018) 'SOP Instance UID' is "
-                             f"'{ds.get('SOPInstanceUID', '')}', the sidecar {path} says '{uid}': "
+                             f"'{sop}', the sidecar {path} says '{uid}': "
                              "the source changed since the conversion")
-        classes[uid] = str(ds.get("SOPClassUID", ""))
+        classes[uid] = sop_class
     if side.get("reconstruction") == "resample":
         per_slice = [[s["sop_instance_uid"] for s in sl.get("sources", [])
                       if s.get("weight", 1) > 0] for sl in side.get("slices", [])]

@@ -70,6 +70,15 @@ def scan_values(paths: list, table: dict) -> dict:
     return out
 
 
+def read_uids(paths: list) -> dict:
+    """``{path: (SOPInstanceUID, SOPClassUID)}`` of the files GDCM can read, in one pass."""
+    table = {"SOPInstanceUID": (0x00080018, "UI", ""), "SOPClassUID": (0x00080016, "UI", "")}
+    out = {}
+    for p, vals in scan_values(paths, table).items():
+        out[p] = tuple((vals.get(kw) or "").rstrip("\x00 ") for kw in table)
+    return out
+
+
 def convert(text: Optional[str], vr: str, utf8: bool):
     """A scanned value as Python: text stripped and split on backslashes (a list when
     multi-valued), IS/US/SS as int, DS/FD/FL as float; the raw text when a number does not parse
