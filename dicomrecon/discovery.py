@@ -427,12 +427,6 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "samples is not supported: only 1 sample, or 8-bit RGB (uncompressed RGB, or "
             "compressed colour decoded to RGB)", "(0028,0002)", f.samples_per_pixel))
         return
-    if f.bits_allocated == 1:
-        g.findings.append(Finding(
-            "BITS_UNSUPPORTED", ERROR,
-            f"{f.name}: a (0028,0100) 'Bits Allocated' value of '1' (bit-packed) is not supported",
-            "(0028,0100)", 1))
-        return
     ipps = np.array([h.ipp for h in g.slices])
     iop = np.mean([h.iop for h in g.slices], axis=0)
     tilts = [h.gantry_tilt for h in g.slices if h.gantry_tilt is not None]

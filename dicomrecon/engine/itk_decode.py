@@ -15,12 +15,19 @@ ITK's value rules are undone, so that no voxel differs from the stored value:
   every stored value fits the stored type; otherwise the next candidate pair is tried (for a
   multi-frame file GDCM applies one pair, that of the first frame or the shared group, to all
   frames), and if none proves exact the file is refused with :class:`DecodeError`.
-* ITK does not invert MONOCHROME1; 1-bit samples come back as 0/255 and are mapped back to 0/1
-  (checked).  Our own value plan (:mod:`dicomrecon.decode`) is then applied to the stored
+* GDCM inverts MONOCHROME1 (``2**BitsStored - 1 - s``, or ``-1 - s`` when signed) before the
+  rescale; that is undone too (we never invert).  1-bit samples come back as 0/255 and are
+  mapped back to 0/1 (checked).  Our own value plan (:mod:`dicomrecon.decode`) is then applied to the stored
   values, exactly as for the native reader.
 
-Float Pixel Data (7FE0,0008/0009) is not readable by GDCMImageIO (ITK 5.4): such files are
-read by pydicom (values as stored), and the sidecar notes say so.
+What GDCMImageIO (ITK 5.4) cannot do, and who does it instead, under both engines:
+
+* Float Pixel Data (7FE0,0008/0009): not readable ("Cannot read requested file"); pydicom reads
+  those files (values as stored, float32/float64).
+* multi-frame 1-bit data whose frames do not end on a byte boundary: GDCM starts each frame on a
+  byte, PS3.5 8.1.1 packs them back to back; our unpacker reads them (engine/read.py).
+* signed MONOCHROME1 with BitsStored < BitsAllocated: GDCM raises a logic error; the file is
+  refused with that reason under ``itk`` (``auto`` reads it in place).
 """
 
 from __future__ import annotations
@@ -101,12 +108,22 @@ def stored_values(values: np.ndarray, headers: list, path: str) -> np.ndarray:
         stored = np.rint(values if (slope, intercept) == (1.0, 0.0) else
                          (values - intercept) / slope)
         if stored.size and (stored.min() < info.min or stored.max() > info.max):
-            continue
+            continue  # (MONOCHROME1 inversion keeps the range: the check holds before it)
         if _reproduces(stored, slope, intercept, values):
-            return stored.astype(dtype)
+            return _monochrome1_undone(stored, h).astype(dtype)
     raise DecodeError(f"{path}: the values ITK decoded cannot be mapped back exactly to stored "
                       f"{dtype} values with the file's (0028,1053) 'Rescale Slope' / "
                       "(0028,1052) 'Rescale Intercept'; refusing rather than changing a voxel")
+
+
+def _monochrome1_undone(stored: np.ndarray, h) -> np.ndarray:
+    """GDCM inverts MONOCHROME1 before rescaling: ``(2**BitsStored - 1) - s`` for unsigned
+    samples, ``-1 - s`` (bitwise not) for signed ones.  Both are their own inverse."""
+    if h.photometric != "MONOCHROME1":
+        return stored
+    if h.pixel_representation:
+        return -1.0 - stored
+    return float((1 << h.bits_stored) - 1) - stored
 
 
 def _reproduces(stored: np.ndarray, slope: float, intercept: float,

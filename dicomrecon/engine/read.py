@@ -53,7 +53,8 @@ def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarr
             prog.add(1)
         else:
             files.setdefault(h.path, []).append((k, h))
-    native = {p: ks for p, ks in files.items() if engine == "auto" and ks[0][1].is_native}
+    native = {p: ks for p, ks in files.items()
+              if ks[0][1].is_native and (engine == "auto" or _gdcm_misreads(ks[0][1]))}
     others = {p: ks for p, ks in files.items() if p not in native}
     for path, ks in native.items():
         _read_native_file(path, ks, out)
@@ -63,6 +64,12 @@ def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarr
     else:
         _parallel(others, out, prog, _decode_file)
     return out
+
+
+def _gdcm_misreads(h) -> bool:
+    """GDCM (ITK 5.4) assumes each 1-bit frame starts on a byte boundary; PS3.5 8.1.1 packs
+    frames back to back.  Such files are read by our unpacker under both engines."""
+    return h.bits_allocated == 1 and h.number_of_frames > 1 and (h.rows * h.columns) % 8 != 0
 
 
 def _read_native_file(path: str, ks: list, out: np.ndarray) -> None:

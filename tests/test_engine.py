@@ -1,0 +1,300 @@
+"""The ITK/GDCM engine: GDCM header reads, ImageSeriesReader decoding, and the faster ``auto``
+path voxel-identical to it on every corpus folder and synthetic series.
+
+Oracles are outside the code under test: pydicom (headers and pixel arrays of the same files)
+and SimpleITK's ImageSeriesReader itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
+                         ImplicitVRLittleEndian, RLELossless)
+from typer.testing import CliRunner
+
+import dicomrecon
+from dicomrecon import decode as decode_mod
+from dicomrecon import headers as H
+from dicomrecon.cli import app
+from dicomrecon.conversion import load_plan
+from dicomrecon.discovery import iter_files, scan
+from dicomrecon.plan import Policy, plan_group
+from dicomrecon.synthetic import SeriesSpec, write_enhanced, write_series
+
+from conftest import corpus_path
+
+try:
+    _CORPUS = corpus_path()
+    FOLDERS = sorted(p.name for p in _CORPUS.iterdir() if p.is_dir())
+except FileNotFoundError:
+    _CORPUS, FOLDERS = None, ["<no corpus>"]
+
+AUTO = Policy(no_geometry=True)       # placeholder volumes too: CR MONOCHROME1 J2K, RLE frames
+ITK = dataclasses.replace(AUTO, engine="itk")
+
+
+def _volumes(groups, policy):
+    out = {}
+    for g in groups:
+        for vp in plan_group(g, policy).volumes:
+            vol = load_plan(vp, policy=policy)
+            out[vp.label] = vol
+    return out
+
+
+def _assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for label in a:
+        x, y = a[label], b[label]
+        assert x.array.dtype == y.array.dtype, label
+        assert x.array.shape == y.array.shape, label
+        assert np.array_equal(x.array, y.array), f"{label}: voxels differ between engines"
+        assert np.array_equal(x.affine, y.affine), label
+
+
+# ---------------------------------------------------------------- corpus: itk == auto
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_corpus_itk_engine_equals_auto(folder, corpus):
+    """Every corpus folder: the same groups, skips and voxels with --engine itk as with auto
+    (auto reads uncompressed pixels in place; itk decodes every file with ImageSeriesReader)."""
+    path = corpus / folder
+    sa, si = scan(path, engine="auto"), scan(path, engine="itk")
+    assert [g.label for g in sa.groups] == [g.label for g in si.groups]
+    assert sa.skipped == si.skipped
+    _assert_same(_volumes(sa.groups, AUTO), _volumes(si.groups, ITK))
+
+
+def test_cli_engine_itk_writes_the_same_file(tmp_path, corpus):
+    folder = corpus / "d2n_mr_jpegls"
+    outs = []
+    for engine in ("auto", "itk"):
+        r = CliRunner().invoke(app, ["convert", str(folder), "-o", str(tmp_path / engine),
+                                     "-f", "nii", "--engine", engine])
+        assert r.exit_code == 0, r.output
+        outs.append(sorted((tmp_path / engine).glob("*.nii")))
+    assert [p.name for p in outs[0]] == [p.name for p in outs[1]] and outs[0]
+    for a, b in zip(*outs):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_engine_name_is_checked():
+    r = CliRunner().invoke(app, ["scan", ".", "--engine", "fast"])
+    assert r.exit_code == 2 and "--engine" in r.output
+    with pytest.raises(ValueError, match="engine"):
+        Policy(engine="fast")
+
+
+# ---------------------------------------------------------------- headers: GDCM == pydicom
+def test_gdcm_headers_equal_pydicom_headers(corpus):
+    """Corpus files (up to 6 per folder, first and last included): the headers from GDCM's
+    scanner equal those pydicom reads from the same file (the reasons for skipped files too)."""
+    import os
+    files = []
+    for f in FOLDERS:
+        names = iter_files(str(corpus / f))
+        files += names[:5] + names[-1:] if len(names) > 6 else names
+    via_gdcm = H.read_many(files)
+    compared = 0
+    for p in files:
+        try:
+            theirs = H._headers_with_pydicom(p, os.path.getsize(p))
+        except H.SkipFile as exc:
+            assert isinstance(via_gdcm[p], H.SkipFile) and str(via_gdcm[p]) == str(exc), p
+            continue
+        assert via_gdcm[p] == theirs, p
+        compared += 1
+    assert compared > 120
+
+
+def test_pixel_data_not_last_is_found_by_walking(tmp_path):
+    """Pixel data followed by another element: the end-of-file check fails, so the offset is
+    found by walking the header instead, never guessed."""
+    (src,) = write_series(SeriesSpec(n_slices=1), tmp_path / "a")
+    ds = pydicom.dcmread(src)
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 6)  # Data Set Trailing Padding after the pixels
+    ds.save_as(src)
+    (h,) = H.read_headers(src)
+    raw = open(src, "rb").read()
+    expect = ds.pixel_array.tobytes()
+    assert raw[h.pixel_offset:h.pixel_offset + len(expect)] == expect
+
+
+# ---------------------------------------------------------------- synthetic series
+SYNTHETIC = {
+    "ct_int16": SeriesSpec(n_slices=4),
+    "mr_uint16_12bit": SeriesSpec(n_slices=3, modality="MR", dtype="uint16", bits_stored=12),
+    "per_slice_rescale": SeriesSpec(n_slices=3, modality="MR", dtype="uint16",
+                                    slopes=[0.5, 1.25, 2.0], intercepts=[0, -3.5, 10]),
+    "big_endian": SeriesSpec(n_slices=3, transfer_syntax=ExplicitVRBigEndian),
+    "implicit": SeriesSpec(n_slices=3, transfer_syntax=ImplicitVRLittleEndian),
+    "rle": SeriesSpec(n_slices=3, transfer_syntax=RLELossless),
+    "monochrome1": SeriesSpec(n_slices=2, modality="MR", dtype="uint16",
+                              photometric="MONOCHROME1"),
+    "rgb": SeriesSpec(n_slices=2, modality="MR", dtype="uint8", rgb=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_synthetic_itk_engine_equals_auto_and_pydicom(name, tmp_path):
+    spec = SYNTHETIC[name]
+    write_series(spec, tmp_path)
+    auto = dicomrecon.read_volume(tmp_path)
+    itk = dicomrecon.read_volume(tmp_path, engine="itk")
+    assert auto.array.dtype == itk.array.dtype and np.array_equal(auto.array, itk.array)
+    # and both are pydicom's stored values under our rescale rule, slice by slice
+    slices = sorted((pydicom.dcmread(p) for p in iter_files(str(tmp_path))),
+                    key=lambda d: float(np.dot(d.ImagePositionPatient, [0, 0, 1])))
+    for k, ds in enumerate(slices):
+        want = ds.pixel_array
+        if name == "per_slice_rescale":
+            want = want.astype(np.float32) * np.float32(ds.RescaleSlope) \
+                + np.float32(ds.RescaleIntercept)
+        elif "RescaleIntercept" in ds:
+            want = want.astype(np.int64) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        assert np.array_equal(auto.array[k], want), (name, k)
+
+
+def test_enhanced_multiframe_itk_equals_auto(tmp_path):
+    write_enhanced(SeriesSpec(n_slices=5, modality="MR", dtype="uint16"),
+                   str(tmp_path / "enh.dcm"), frame_order=[3, 0, 4, 1, 2])
+    a = dicomrecon.read_volume(tmp_path)
+    b = dicomrecon.read_volume(tmp_path, engine="itk")
+    assert np.array_equal(a.array, b.array) and np.array_equal(a.affine, b.affine)
+
+
+# ---------------------------------------------------------------- formats refused before
+def _series_then(tmp_path, change, **spec):
+    """A synthetic series written by pydicom, each file then changed by ``change(ds)``."""
+    spec = SeriesSpec(n_slices=3, modality="MR", dtype="uint16", **spec)
+    files = write_series(spec, tmp_path / "plain")
+    ref = dicomrecon.read_volume(tmp_path / "plain")
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        change(ds)
+        ds.save_as(tmp_path / f"x{i}.dcm", enforce_file_format=True)
+    return ref, [pydicom.dcmread(tmp_path / f"x{i}.dcm") for i in range(len(files))]
+
+
+def _both_engines(tmp_path):
+    vols = [dicomrecon.read_volume(tmp_path, group=None, engine=e, series_uid=None)
+            for e in ("auto", "itk")]
+    return vols
+
+
+@pytest.mark.parametrize("engine", ["auto", "itk"])
+def test_deflated_transfer_syntax(tmp_path, engine):
+    def deflate(ds):
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ref, _ = _series_then(tmp_path, deflate)
+    files = [str(tmp_path / f"x{i}.dcm") for i in range(3)]
+    vol = dicomrecon.read_volume(files, engine=engine)
+    assert np.array_equal(vol.array, ref.array) and np.allclose(vol.affine, ref.affine)
+
+
+@pytest.mark.parametrize("tag,dtype", [("FloatPixelData", np.float32),
+                                       ("DoubleFloatPixelData", np.float64)])
+@pytest.mark.parametrize("engine", ["auto", "itk"])
+def test_float_pixel_data(tmp_path, tag, dtype, engine):
+    def to_float(ds):
+        values = ds.pixel_array.astype(dtype) * dtype(0.25) - dtype(7.5)
+        del ds.PixelData
+        for kw in ("BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope",
+                   "RescaleIntercept"):
+            if kw in ds:
+                delattr(ds, kw)
+        ds.BitsAllocated = 32 if dtype is np.float32 else 64
+        setattr(ds, tag, values.tobytes())
+    ref, written = _series_then(tmp_path, to_float)
+    files = [str(tmp_path / f"x{i}.dcm") for i in range(3)]
+    vol = dicomrecon.read_volume(files, engine=engine)
+    assert vol.array.dtype == dtype
+    want = ref.array.astype(dtype) * dtype(0.25) - dtype(7.5)
+    assert np.array_equal(vol.array, want) and np.allclose(vol.affine, ref.affine)
+
+
+@pytest.mark.parametrize("engine", ["auto", "itk"])
+def test_bits_allocated_1(tmp_path, engine):
+    def to_bits(ds):
+        arr = ds.pixel_array
+        mask = (arr > np.median(arr)).astype(np.uint8)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+        for kw in ("RescaleSlope", "RescaleIntercept"):
+            if kw in ds:
+                delattr(ds, kw)
+        ds.PixelData = pydicom.pixels.pack_bits(mask)
+    ref, written = _series_then(tmp_path, to_bits)
+    files = [str(tmp_path / f"x{i}.dcm") for i in range(3)]
+    vol = dicomrecon.read_volume(files, engine=engine)
+    want = (ref.array > np.median(ref.array, axis=(1, 2), keepdims=True)).astype(np.uint8)
+    assert vol.array.dtype == np.uint8 and np.array_equal(vol.array, want)
+    assert np.allclose(vol.affine, ref.affine)
+
+
+def test_bits_allocated_1_multiframe_frames_are_not_byte_aligned(tmp_path):
+    """5x3 frames: 15 bits each, so frame 2 starts inside a byte (PS3.5 8.1.1)."""
+    spec = SeriesSpec(n_slices=3, rows=5, columns=3, modality="MR", dtype="uint8")
+    path = write_enhanced(spec, str(tmp_path / "seg.dcm"))
+    ds = pydicom.dcmread(path)
+    frames = (ds.pixel_array % 2).astype(np.uint8)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
+    ds.PixelData = pydicom.pixels.pack_bits(frames)
+    ds.save_as(path)
+    a = dicomrecon.read_volume(tmp_path)
+    b = dicomrecon.read_volume(tmp_path, engine="itk")
+    assert np.array_equal(a.array, b.array)
+    assert sorted(map(bytes, a.array)) == sorted(map(bytes, frames))
+
+
+# ---------------------------------------------------------------- read once, no hidden state
+def test_no_module_level_decode_cache():
+    assert not hasattr(decode_mod, "_LAST_DECODED")
+
+
+def test_multiframe_decodes_concurrently(tmp_path):
+    """Two multi-frame files decoded in two threads at once each get their own frames."""
+    vols = {}
+    for name, spec in (("a", SeriesSpec(n_slices=6, modality="MR", dtype="uint16")),
+                       ("b", SeriesSpec(n_slices=6, modality="MR", dtype="uint16", seed=3,
+                                        origin=(5.0, 5.0, 5.0)))):
+        write_enhanced(spec, str(tmp_path / name / "enh.dcm"))
+        vols[name] = dicomrecon.read_volume(tmp_path / name)
+    got, errors = {}, []
+
+    def run(name):
+        try:
+            for _ in range(5):
+                got.setdefault(name, []).append(dicomrecon.read_volume(tmp_path / name).array)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(n,)) for n in vols]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    for name, arrays in got.items():
+        assert all(np.array_equal(a, vols[name].array) for a in arrays)
+
+
+def test_duplicate_check_pixels_are_reused_by_decode(tmp_path, monkeypatch):
+    """Images at one position are decoded once, in the duplicate check; decode reuses them."""
+    spec = SeriesSpec(n_slices=3)
+    files = write_series(spec, tmp_path / "a")
+    ds = pydicom.dcmread(files[1])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.InstanceNumber = 99
+    ds.save_as(tmp_path / "a" / "copy.dcm")
+    result = scan(tmp_path / "a")
+    assert len(result.skipped) == 1 and "identical position and pixels" in result.skipped[0][1]
+    (g,) = result.groups
+    assert len(g.pixels) == 1
+    from dicomrecon.engine import read as read_mod
+    opened = []
+    real = read_mod._read_native_file
+    monkeypatch.setattr(read_mod, "_read_native_file",
+                        lambda path, ks, out: (opened.append(path), real(path, ks, out)))
+    vol = load_plan(plan_group(g, Policy()).volumes[0])
+    assert len(opened) == 2 and files[1] not in opened and vol.array.shape[0] == 3
