@@ -19,6 +19,7 @@ What the scanner cannot give, and who reads it instead (once per file):
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import Iterable, Optional
@@ -56,18 +57,31 @@ def scan_values(paths: list, table: dict) -> dict:
     ts_tag = _tag(TRANSFER_SYNTAX)
     scanner.AddTag(ts_tag)
     scanner.Scan(list(paths))
-    get, is_key = scanner.GetValue, scanner.IsKey
-    out = {}
-    for p in paths:
-        if not is_key(p):
-            continue
-        vals = {"TransferSyntaxUID": get(p, ts_tag)}
-        for kw, t in wanted:
-            v = get(p, t)
-            if v is not None:
-                vals[kw] = v
-        out[p] = vals
+    keys = [p for p in paths if scanner.IsKey(p)]
+    out = {p: {} for p in keys}
+    for kw, t in [("TransferSyntaxUID", ts_tag)] + wanted:
+        _collect(scanner, kw, t, keys, out)
     return out
+
+
+def _collect(scanner, kw: str, tag, keys: list, out: dict) -> None:
+    """Put one tag's text into ``out[path][kw]``.  Python calls into GDCM cost more than the
+    scan itself, so a value shared by many files is fetched once with the list of its files,
+    and a tag that no file has costs one call."""
+    values = scanner.GetOrderedValues(tag)
+    if not values:
+        return
+    if len(values) <= 4:
+        for v in values:
+            for p in scanner.GetAllFilenamesFromTagToValue(tag, v):
+                if p in out:
+                    out[p][kw] = v
+        return
+    get = scanner.GetValue
+    for p in keys:
+        v = get(p, tag)
+        if v is not None:
+            out[p][kw] = v
 
 
 def read_uids(paths: list) -> dict:
@@ -79,10 +93,12 @@ def read_uids(paths: list) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=65536)
 def convert(text: Optional[str], vr: str, utf8: bool):
-    """A scanned value as Python: text stripped and split on backslashes (a list when
+    """A scanned value as Python: text stripped and split on backslashes (a tuple when
     multi-valued), IS/US/SS as int, DS/FD/FL as float; the raw text when a number does not parse
-    (the reader that uses it reports it as invalid)."""
+    (the reader that uses it reports it as invalid).  Cached: most values repeat across the
+    files of a series, and the results are immutable."""
     if text is None:
         return None
     if not text.isascii():  # GDCM hands bytes over as UTF-8 with surrogate escapes
@@ -97,8 +113,8 @@ def convert(text: Optional[str], vr: str, utf8: bool):
             nums = [int(float(p)) if vr in _INT_VRS else float(p) for p in parts if p != ""]
         except ValueError:
             return text
-        return nums[0] if len(nums) == 1 else (nums or None)
-    return parts[0] if len(parts) == 1 else parts
+        return nums[0] if len(nums) == 1 else (tuple(nums) or None)
+    return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 def values_from_scan(scanned: dict, table: dict) -> dict:
