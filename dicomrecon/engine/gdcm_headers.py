@@ -56,12 +56,22 @@ def scan_values(paths: list, table: dict) -> dict:
         scanner.AddTag(t)
     ts_tag = _tag(TRANSFER_SYNTAX)
     scanner.AddTag(ts_tag)
-    scanner.Scan(list(paths))
+    paths = [p for p in paths if _c_string(p)]  # others are read by pydicom
+    scanner.Scan(paths)
     keys = [p for p in paths if scanner.IsKey(p)]
     out = {p: {} for p in keys}
     for kw, t in [("TransferSyntaxUID", ts_tag)] + wanted:
         _collect(scanner, kw, t, keys, out)
     return out
+
+
+def _c_string(path: str) -> bool:
+    """GDCM takes file names as UTF-8 C strings: undecodable bytes cannot be passed."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _collect(scanner, kw: str, tag, keys: list, out: dict) -> None:
@@ -71,7 +81,7 @@ def _collect(scanner, kw: str, tag, keys: list, out: dict) -> None:
     values = scanner.GetOrderedValues(tag)
     if not values:
         return
-    if len(values) <= 4:
+    if len(values) <= 4 and all(v.isascii() for v in values):  # (C strings going back in)
         for v in values:
             for p in scanner.GetAllFilenamesFromTagToValue(tag, v):
                 if p in out:
