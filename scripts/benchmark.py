@@ -70,14 +70,43 @@ ROWS = COLUMNS = 512
 PIXEL_SPACING = (0.7, 0.7)      # mm: a 358 mm field of view, as a typical body CT
 SLICE_STEP = 1.0                # mm
 
-#: Targets: (ratio name, comparison, threshold, description)
+#: Targets (issue 11): (ratio name, comparison, threshold, description)
 TARGETS = [
-    ("nii_vs_dcm2niix", "<=", 1.5, "dicomrecon nii wall / dcm2niix -z n wall (paired)"),
+    ("scan_s_per_1000", "<=", 0.4, "dicomrecon scan wall s, per 1000 files"),
+    ("scan_vs_gdcm", "<=", 1.3, "dicomrecon scan / raw gdcm.Scanner, same files + tags (paired)"),
+    ("nii_vs_dcm2niix", "<=", 1.0, "dicomrecon nii wall / dcm2niix -z n wall (paired)"),
     ("niigz_vs_dcm2niix", "<", 1.0, "dicomrecon nii.gz wall / dcm2niix {z} wall (paired)"),
-    ("rss_vs_array", "<", 2.0, "dicomrecon nii peak RSS / output array bytes"),
+    ("rle_vs_dcm2niix", "<=", 1.5, "RLE 512x512x{c}: dicomrecon nii / dcm2niix -z n (paired)"),
+    ("jpegls_vs_dcm2niix", "<=", 1.5, "JPEG-LS 512x512x{c}: dicomrecon nii / dcm2niix -z n"),
+    ("jpeg_vs_dcm2niix", "<=", 1.5, "JPEG lossless 512x512x{c}: dicomrecon nii / dcm2niix -z n"),
+    ("j2k_vs_dcm2niix", "<=", 1.5, "J2K lossless 512x512x{c}: dicomrecon nii / dcm2niix -z n"),
+    ("itk_vs_auto", "<=", 2.0, "dicomrecon nii --engine itk / --engine auto (paired)"),
+    ("rss_vs_array", "<=", 1.2, "dicomrecon nii peak RSS / output array bytes"),
     ("niigz_rss_vs_array", "<", 2.0, "dicomrecon nii.gz peak RSS / output array bytes"),
-    ("scan_s_per_1000", "<", 1.0, "dicomrecon scan wall s, per 1000 files"),
 ]
+
+#: Compressed series for the codec rows: name -> (GDCM transfer syntax attribute, label)
+CODECS = {
+    "rle": ("RLELossless", "RLE"),
+    "jpegls": ("JPEGLSLossless", "JPEG-LS"),
+    "jpeg": ("JPEGLosslessProcess14_1", "JPEG lossless"),
+    "j2k": ("JPEG2000Lossless", "J2K lossless"),
+}
+
+#: The raw GDCM scanner, as a user of python-gdcm would read the same tags of the same files:
+#: one Scan() over the files, then GetValue() of every tag of every file.
+GDCM_CHILD = """\
+import os, sys, json, gdcm
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+tags = [gdcm.Tag(t >> 16, t & 0xFFFF) for t in json.loads(sys.argv[2])]
+s = gdcm.Scanner()
+for t in tags:
+    s.AddTag(t)
+s.Scan(files)
+values = [[s.GetValue(f, t) for t in tags] for f in files if s.IsKey(f)]
+print(len(values))
+"""
+
 
 SITK_CHILD = """\
 import sys
@@ -242,6 +271,132 @@ def run_child(argv: list, log_path: str, stdout=subprocess.DEVNULL, timer=None) 
     return wall, max_kib * 1024, proc.returncode
 
 
+def run_rounds(tools: list, indir: str, outroot: str, args, timer, tag: str = "") -> dict:
+    """Time every tool ``args.repeat`` times after ``args.warmup`` untimed rounds, interleaved;
+    returns {tool key: output folder of the first timed run} (kept for the checks)."""
+    keep_dirs = {}
+    rounds = [("warm-up", None)] * args.warmup + [("timed", k) for k in range(args.repeat)]
+    for r, (kind, k) in enumerate(rounds):
+        title = (f"warm-up round {r + 1}/{args.warmup} (not timed)" if k is None
+                 else f"round {k + 1}/{args.repeat}")
+        print(f"{tag}{title}:", flush=True)
+        for t in tools:
+            if t.error:
+                continue
+            out = os.path.join(outroot, f"{t.key}-{r}")
+            os.makedirs(out)
+            warm_cache(indir)   # re-warm: this VM may page out cold page cache between runs
+            os.sync()           # the previous run's write-back must not land in this run
+            log = os.path.join(outroot, f"{t.key}-{r}.log")
+            wall, rss, code = run_child(t.build(indir, out), log, timer=timer)
+            if code != 0:
+                with open(log, errors="replace") as fp:
+                    tail = fp.read()[-2000:]
+                t.error = f"exit code {code}: {tail.strip()}"
+                last = (tail.strip().splitlines() or [""])[-1]
+                print(f"  {t.label:30s} FAILED (exit code {code}: {last})", flush=True)
+                continue
+            print(f"  {t.label:30s} {wall:7.2f} s  {rss / 2**20:7.0f} MiB", flush=True)
+            if k is None:
+                shutil.rmtree(out)
+                continue
+            t.walls.append(wall)
+            t.rss.append(rss)
+            if k == 0:
+                t.out_bytes = folder_bytes(out) if "scan" not in t.key else None
+                keep_dirs[t.key] = out
+            else:
+                shutil.rmtree(out)
+    return keep_dirs
+
+
+def scan_tags_json() -> str:
+    """The tags dicomrecon's GDCM scanner reads, as a JSON list of ints (for GDCM_CHILD)."""
+    from dicomrecon.headers import SCAN_TABLE
+    return json.dumps([0x00020010] + [tag for tag, _, _ in SCAN_TABLE.values()])
+
+
+def contiguous_names(src: str, n: int) -> list:
+    """Names of ``n`` neighbouring slices of ``src`` (lowest ImagePositionPatient z first), so
+    that each codec series is one regular stack for both tools."""
+    import gdcm
+    names = sorted(os.listdir(src))
+    paths = [os.path.join(src, x) for x in names]
+    scanner = gdcm.Scanner()
+    ipp = gdcm.Tag(0x0020, 0x0032)
+    scanner.AddTag(ipp)
+    scanner.Scan(paths)
+    z = [float(scanner.GetValue(p, ipp).split("\\")[2]) for p in paths]
+    return sorted(names[i] for i in sorted(range(len(names)), key=z.__getitem__)[:n])
+
+
+def _fixed_study_time(ds) -> None:
+    """GDCM's writer fills an absent StudyDate/StudyTime with the time of writing, which differs
+    between files (dcm2niix then splits the series): set one value for all."""
+    import gdcm
+    for (group, elem), value in (((0x0008, 0x0020), "20260101"), ((0x0008, 0x0030), "120000")):
+        de = gdcm.DataElement(gdcm.Tag(group, elem))
+        de.SetByteStringValue(value.encode("ascii"))
+        ds.Replace(de)
+
+
+def compress_series(src: str, n: int, folder: str, codec: str) -> int:
+    """``n`` neighbouring slices of ``src`` re-encoded by GDCM with ``codec``'s transfer syntax
+    into ``folder`` (kept when complete: GDCM's J2K encoder is slow)."""
+    import gdcm
+    names = contiguous_names(src, n)
+    if os.path.isdir(folder) and sorted(os.listdir(folder)) == names:
+        return len(names)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    syntax = gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, CODECS[codec][0]))
+    for name in names:
+        reader = gdcm.ImageReader()
+        reader.SetFileName(os.path.join(src, name))
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(syntax)
+        if not reader.Read():
+            raise SystemExit(f"benchmark: GDCM cannot read {name}")
+        change.SetInput(reader.GetImage())
+        if not change.Change():
+            raise SystemExit(f"benchmark: GDCM cannot encode {name} as {codec}")
+        _fixed_study_time(reader.GetFile().GetDataSet())
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(os.path.join(folder, name))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        if not writer.Write():
+            raise SystemExit(f"benchmark: cannot write {folder}/{name}")
+    return len(names)
+
+
+def codec_benchmark(args, work: str, indir: str, dr: str, dcm2niix: str, timer) -> dict:
+    """dicomrecon convert -f nii vs dcm2niix -z n on RLE, JPEG-LS, JPEG lossless and J2K
+    lossless copies of the first ``--codec-slices`` slices; {codec: paired ratio}."""
+    out = {}
+    for codec, (_, label) in CODECS.items():
+        folder = os.path.join(work, f"input-{codec}")
+        t0 = time.perf_counter()
+        n = compress_series(indir, args.codec_slices, folder, codec)
+        print(f"{label}: {n} files in {folder} ({folder_bytes(folder) / 2**20:.0f} MiB, "
+              f"encoded in {time.perf_counter() - t0:.1f} s)")
+        tools = [
+            Tool("dicomrecon_nii", f"dicomrecon -f nii ({label})",
+                 lambda i, o: [dr, "convert", i, "-o", o, "-f", "nii", "--no-progress", "-q"]),
+            Tool("dcm2niix_nii", f"dcm2niix -z n ({label})",
+                 lambda i, o: [dcm2niix, "-z", "n", "-o", o, i]),
+        ]
+        root = os.path.join(work, f"out-{codec}")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        keep = run_rounds(tools, folder, root, args, timer, tag=f"{label} ")
+        agree = _correctness(keep)
+        out[codec] = {"ratio": paired(*tools), "dicomrecon_s": tools[0].wall,
+                      "dcm2niix_s": tools[1].wall, "errors": [t.error for t in tools if t.error],
+                      "agree": None if agree is None else agree.get("agree")}
+    return out
+
+
 def find_executable(name: str) -> str:
     """Prefer the console script beside this interpreter (a pyenv shim adds ~30 ms of bash)."""
     beside = os.path.join(os.path.dirname(sys.executable), name)
@@ -383,6 +538,8 @@ def main(argv=None) -> int:
     ap.add_argument("--input", metavar="DIR",
                     help="benchmark this existing DICOM folder instead of generating one")
     ap.add_argument("--json", metavar="FILE", help="also save the JSON figures to FILE")
+    ap.add_argument("--codec-slices", type=int, default=300,
+                    help="slices of the RLE/JPEG-LS/JPEG/J2K copies (default 300; 0: skip)")
     args = ap.parse_args(argv)
     if args.slices < 2 or args.repeat < 1 or args.warmup < 0:
         ap.error("--slices must be >= 2, --repeat >= 1 and --warmup >= 0")
@@ -449,6 +606,11 @@ def _benchmark(args, work: str) -> int:
         Tool("sitk_nii", "SimpleITK series -> .nii",
              lambda i, o: [sys.executable, "-c", SITK_CHILD, i, os.path.join(o, "sitk.nii")]),
         Tool("dicomrecon_scan", "dicomrecon scan --json", lambda i, o: [dr, "scan", i, "--json"]),
+        Tool("gdcm_scanner", "raw gdcm.Scanner (same tags)",
+             lambda i, o: [sys.executable, "-c", GDCM_CHILD, i, scan_tags_json()]),
+        Tool("dicomrecon_itk_nii", "dicomrecon -f nii --engine itk",
+             lambda i, o: [dr, "convert", i, "-o", o, "-f", "nii", "--no-progress", "-q",
+                           "--engine", "itk"]),
     ]
     outroot = os.path.join(work, "out")
     shutil.rmtree(outroot, ignore_errors=True)
@@ -457,46 +619,16 @@ def _benchmark(args, work: str) -> int:
     _, floor, _ = run_child(["true"], os.path.join(outroot, "floor.log"), timer=timer)
     print(f"peak RSS via {'GNU time (wait4 of the child)' if timer else 'os.wait4 here (upper bound)'}"
           f"; RSS floor (`true`): {floor / 2**20:.1f} MiB")
-    keep_dirs = {}  # tool key -> output folder of the first timed run, for the checks
-    rounds = [("warm-up", None)] * args.warmup + [("timed", k) for k in range(args.repeat)]
-    for r, (kind, k) in enumerate(rounds):
-        title = (f"warm-up round {r + 1}/{args.warmup} (not timed)" if k is None
-                 else f"round {k + 1}/{args.repeat}")
-        print(title + ":", flush=True)
-        for t in tools:
-            if t.error:
-                continue
-            out = os.path.join(outroot, f"{t.key}-{r}")
-            os.makedirs(out)
-            warm_cache(indir)   # re-warm: this VM may page out cold page cache between runs
-            os.sync()           # the previous run's write-back must not land in this run
-            log = os.path.join(outroot, f"{t.key}-{r}.log")
-            wall, rss, code = run_child(t.build(indir, out), log, timer=timer)
-            if code != 0:
-                with open(log, errors="replace") as fp:
-                    tail = fp.read()[-2000:]
-                t.error = f"exit code {code}: {tail.strip()}"
-                last = (tail.strip().splitlines() or [""])[-1]
-                print(f"  {t.label:30s} FAILED (exit code {code}: {last})", flush=True)
-                continue
-            print(f"  {t.label:30s} {wall:7.2f} s  {rss / 2**20:7.0f} MiB", flush=True)
-            if k is None:
-                shutil.rmtree(out)
-                continue
-            t.walls.append(wall)
-            t.rss.append(rss)
-            if k == 0:
-                t.out_bytes = folder_bytes(out) if t.key != "dicomrecon_scan" else None
-                keep_dirs[t.key] = out
-            else:
-                shutil.rmtree(out)
-
+    keep_dirs = run_rounds(tools, indir, outroot, args, timer)
     by = {t.key: t for t in tools}
     array_bytes = ROWS * COLUMNS * n_files * 2
     correctness = _correctness(keep_dirs)
     if correctness and "itemsize_ours" in correctness:   # the real output size, if known
         array_bytes = int(np.prod(correctness["shape_ours"])) * correctness["itemsize_ours"]
     figures = _ratios(by, array_bytes, n_files)
+    codecs = codec_benchmark(args, work, indir, dr, dcm2niix, timer) if args.codec_slices else {}
+    for codec, c in codecs.items():
+        figures[f"{codec}_vs_dcm2niix"] = c["ratio"]
 
     # ---- table
     print()
@@ -519,14 +651,17 @@ def _benchmark(args, work: str) -> int:
     print(f"gzip size / raw size: dcm2niix {fmt(gz, '.3f')}, dicomrecon {fmt(gz_ours, '.3f')} "
           "(incl. JSON sidecars)")
     print()
-    print(f"{'target':60s} {'value':>8s} {'goal':>8s}  result")
-    print("-" * 88)
+    print(f"{'target':64s} {'value':>8s} {'goal':>8s}  result")
+    print("-" * 92)
     results = {}
     for name, op, thr, desc in TARGETS:
         v = figures.get(name)
         results[name] = check(v, op, thr)
-        print(f"{desc.format(z=z_label.split(' ', 1)[1]):60s} {fmt(v):>8s} {op + ' ' + str(thr):>8s}"
-              f"  {results[name]}")
+        text = desc.format(z=z_label.split(' ', 1)[1], c=args.codec_slices)
+        print(f"{text:64s} {fmt(v):>8s} {op + ' ' + str(thr):>8s}  {results[name]}")
+    for codec, c in codecs.items():
+        print(f"  {CODECS[codec][1]}: dicomrecon {fmt(c['dicomrecon_s'])} s, dcm2niix "
+              f"{fmt(c['dcm2niix_s'])} s (medians); same voxels on the world grid: {c['agree']}")
     print()
     print(f"{'vs SimpleITK (same run)':60s} {'value':>8s}")
     print("-" * 69)
@@ -566,7 +701,7 @@ def _benchmark(args, work: str) -> int:
         "tools": {t.key: {"label": t.label, "wall_s_median": t.wall, "wall_s": t.walls,
                           "peak_rss_bytes": t.peak_rss, "peak_rss_bytes_runs": t.rss,
                           "output_bytes": t.out_bytes, "error": t.error} for t in tools},
-        "ratios": figures, "targets": results, "correctness": correctness,
+        "ratios": figures, "targets": results, "correctness": correctness, "codecs": codecs,
     }
     line = json.dumps(doc, default=str)
     if args.json:
@@ -636,6 +771,8 @@ def _ratios(by: dict, array_bytes: int, n_files: int) -> dict:
         "nii_rss_vs_sitk": ratio(r["dicomrecon_nii"], r["sitk_nii"]),
         "niigz_rss_vs_sitk": ratio(r["dicomrecon_niigz"], r["sitk_nii"]),
         "sitk_vs_dcm2niix": paired(by["sitk_nii"], by["dcm2niix_nii"]),
+        "scan_vs_gdcm": paired(by["dicomrecon_scan"], by["gdcm_scanner"]),
+        "itk_vs_auto": paired(by["dicomrecon_itk_nii"], by["dicomrecon_nii"]),
     }
 
 

@@ -10,8 +10,8 @@ Engines:
   :data:`itk_decode.CHUNK` files, two chunks at a time), multi-frame files and mosaics through
   ``ImageFileReader``.
 * ``auto``: uncompressed files read in place (:mod:`.native_decode`); compressed files through
-  ITK, one file per task on a thread pool of one thread per core (ITK/GDCM codecs release the
-  GIL while they decode).
+  ITK (pydicom for RLE, which it decodes faster), one file per task on a thread pool of one
+  thread per core (the ITK/GDCM codecs release the GIL while they decode).
 """
 
 from __future__ import annotations
@@ -105,15 +105,26 @@ def _place(frames: np.ndarray, ks: list, out: np.ndarray, path: str) -> None:
         out[k] = frames[h.frame]
 
 
-def _decode_file(path: str, ks: list) -> np.ndarray:
-    """Every frame of one file, as stored values: ITK, or pydicom for float pixel data."""
+#: Codecs where pydicom decodes faster than GDCM (scripts/benchmark.py: GDCM's RLE decoder
+#: takes ~7x pydicom's on 512x512 CT); ``auto`` uses pydicom for them, ``itk`` never does.
+PYDICOM_FASTER = {"1.2.840.10008.1.2.5"}  # RLE Lossless
+
+
+def _decode_file(path: str, ks: list, engine: str = "auto") -> np.ndarray:
+    """Every frame of one file, as stored values: ITK, or pydicom for float pixel data (and,
+    under ``auto``, for the codecs in :data:`PYDICOM_FASTER`)."""
     headers = [h for _, h in ks]
     h = headers[0]
-    if h.is_float:
+    if h.is_float or (engine == "auto" and h.transfer_syntax in PYDICOM_FASTER):
         arr = itk_decode.read_with_pydicom(path)
-        return arr.reshape((-1,) + arr.shape[-2:]).astype(frame_dtype(h), copy=False)
+        frames = arr.reshape((-1,) + tuple(arr.shape[-3 if h.samples_per_pixel == 3 else -2:]))
+        return frames.astype(frame_dtype(h), copy=False)
     values = itk_decode.read_file(path, h.samples_per_pixel == 3)
     return itk_decode.stored_values(values, headers, path)
+
+
+def _decode_file_itk(path: str, ks: list) -> np.ndarray:
+    return _decode_file(path, ks, "itk")
 
 
 def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None:
@@ -149,4 +160,4 @@ def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
             for (p, ks), frames in zip(chunk, stored):
                 _place(frames, ks, out, p)
                 prog.add(1)
-    _parallel(rest, out, prog, _decode_file)
+    _parallel(rest, out, prog, _decode_file_itk)
