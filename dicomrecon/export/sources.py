@@ -1,0 +1,209 @@
+"""What an export reads: a Volume, a SimpleITK image, a volume file or a DICOM folder, as a
+:class:`Source` - the grid, the voxel type and the slices one at a time - plus the automatic
+reference (the sidecar beside a file, the source series of a DICOM input).
+
+NIfTI and MetaImage files are streamed: ITK reads a few slices at a time
+(``ImageFileReader`` with an extract region; ITK applies the file's orientation and scaling
+exactly as ``ReadImage`` would), so exporting a file never holds the whole volume.  NRRD and
+other formats, whose ITK readers cannot stream, are read whole.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from ..errors import InputError, RefusedError
+from ..geometry import decompose_affine
+from ..volume import Volume, _affine
+from .common import check_orthogonal
+from .reference import Reference, is_sidecar, reference_from_sidecar, reference_from_volume
+
+#: Volume files read with SimpleITK (which reads NIfTI into LPS).
+VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: ITK readers that read a region without reading the whole file.
+STREAMING_IO = ("NiftiImageIO", "MetaImageIO")
+#: A streamed file is read in at most this many chunks of slices (and chunks of at most
+#: CHUNK_BYTES): a gzip file is decompressed from its start for every chunk.
+CHUNKS = 4
+CHUNK_BYTES = 64 << 20
+
+
+@dataclass
+class Source:
+    """A volume to export: its grid and its slices, without holding more than it must."""
+
+    what: str                       # "volume", "SimpleITK image", or the path read
+    shape: tuple                    # (nz, ny, nx), or (nz, ny, nx, 3) for RGB
+    dtype: np.dtype
+    affine: np.ndarray              # (4, 4) index (x, y, z) -> LPS mm
+    slices: Callable[[], Iterator[np.ndarray]]   # a fresh iterator over z = 0 .. nz-1
+    rgb: bool = False
+    modality: str = ""              # of the volume's DICOM source, when known
+    inputs: list = field(default_factory=list)   # files / folders the output may never replace
+    reference: Optional[Reference] = None        # the automatic reference
+    keep: object = None             # what ``slices`` views (a SimpleITK image): kept alive
+
+
+def sidecar_beside(path: str) -> Optional[str]:
+    """``NAME.json`` beside ``NAME.nii.gz`` (or .nii/.nrrd/.mha...) when dicomrecon wrote it."""
+    for ext in VOLUME_EXTENSIONS:
+        if path.lower().endswith(ext):
+            cand = path[: -len(ext)] + ".json"
+            return cand if os.path.isfile(cand) and is_sidecar(cand) else None
+    return None
+
+
+def _volume_modality(vol: Volume) -> str:
+    vp = vol.metadata.get("plan") if isinstance(vol.metadata, dict) else None
+    try:
+        return vp.slices[0].modality or ""
+    except (AttributeError, IndexError):
+        return ""
+
+
+def from_volume(vol: Volume, what: str = "volume", inputs=None, reference=None) -> Source:
+    """A Source over an in-memory Volume (no copy).  RGB only when ``metadata['rgb']`` says
+    so (:attr:`Volume.is_rgb`: a missing key means grey)."""
+    arr = vol.array
+
+    def slices():
+        for z in range(arr.shape[0]):
+            yield arr[z]
+    return Source(what, tuple(arr.shape), arr.dtype, np.asarray(vol.affine, float), slices,
+                  vol.is_rgb, _volume_modality(vol), list(inputs or []), reference)
+
+
+def from_sitk(image, what: str) -> Volume:
+    """A Volume over a 3D SimpleITK image's own buffer (grey, or 8-bit RGB with
+    ``metadata['rgb']``): no copy, so ``image`` must outlive the Volume."""
+    import SimpleITK as sitk
+    if image.GetDimension() != 3:
+        raise InputError(f"{what}: a {image.GetDimension()}D image; export writes one 3D volume")
+    comps = image.GetNumberOfComponentsPerPixel()
+    array = sitk.GetArrayViewFromImage(image)
+    if comps != 1 and not (comps == 3 and array.dtype == np.uint8):
+        raise InputError(f"{what}: {comps} components per voxel of type {array.dtype}; "
+                         "export writes grey values or 8-bit RGB")
+    return Volume(array, _affine(image.GetOrigin(), image.GetSpacing(), image.GetDirection()),
+                  {"rgb": comps == 3})
+
+
+def _itk_error(path: str, exc: RuntimeError) -> InputError:
+    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    sform = nifti_sform(path) if "orthonormal" in msg else None
+    if sform is not None:  # name the shear rather than ITK's complaint
+        try:
+            check_orthogonal(decompose_affine(sform)[2])
+        except RefusedError as refusal:
+            raise RefusedError(f"{path}: {refusal}") from None
+    return InputError(f"{path}: SimpleITK cannot read it ({msg})")
+
+
+def _streamed(path: str) -> Optional[Source]:
+    """A Source reading ``path`` a chunk of slices at a time, or None when ITK cannot stream
+    it (not NIfTI / MetaImage, not 3D, or not grey / 8-bit RGB)."""
+    import SimpleITK as sitk
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise _itk_error(path, exc) from None
+    comps, pid = reader.GetNumberOfComponents(), reader.GetPixelID()
+    rgb = comps == 3 and pid == sitk.sitkVectorUInt8
+    if reader.GetImageIO() not in STREAMING_IO or reader.GetDimension() != 3 or \
+            not (comps == 1 or rgb):
+        return None
+    nx, ny, nz = reader.GetSize()
+    dtype = np.dtype(np.uint8) if rgb else \
+        sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], pid)).dtype
+    step = max(1, min(math.ceil(nz / CHUNKS), CHUNK_BYTES // max(1, nx * ny * comps *
+                                                                  dtype.itemsize)))
+
+    def slices():
+        for z0 in range(0, nz, step):
+            reader.SetExtractIndex([0, 0, z0])
+            reader.SetExtractSize([nx, ny, min(step, nz - z0)])
+            try:
+                chunk = reader.Execute()
+            except RuntimeError as exc:
+                raise _itk_error(path, exc) from None
+            view = sitk.GetArrayViewFromImage(chunk)   # valid while ``chunk`` lives
+            for plane in view:
+                yield plane
+    affine = _affine(reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
+    shape = (nz, ny, nx, 3) if rgb else (nz, ny, nx)
+    return Source(path, shape, dtype, affine, slices, rgb, "", [path])
+
+
+def _read_file(path: str) -> Source:
+    src = _streamed(path)
+    if src is None:
+        import SimpleITK as sitk
+        try:
+            image = sitk.ReadImage(path)
+        except RuntimeError as exc:
+            raise _itk_error(path, exc) from None
+        src = from_volume(from_sitk(image, path), path, [path])
+        src.keep = image
+    side = sidecar_beside(path)
+    src.reference = reference_from_sidecar(side) if side else None
+    return src
+
+
+def load_source(source) -> Source:
+    """The :class:`Source` of an export: a Volume, a SimpleITK image, a volume file or a DICOM
+    folder (or file) holding one volume.  Its ``inputs`` are the files and DICOM folders read,
+    which the output may never replace."""
+    if isinstance(source, Volume):
+        return from_volume(source, reference=reference_from_volume(source))
+    try:
+        import SimpleITK as sitk
+        if isinstance(source, sitk.Image):
+            src = from_volume(from_sitk(source, "SimpleITK image"), "SimpleITK image")
+            src.keep = source
+            return src
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"cannot export a {type(source).__name__}: pass a Volume, a "
+                         "SimpleITK image, a volume file or a DICOM folder")
+    path = os.path.abspath(os.fspath(source))
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file or folder")
+    if os.path.isfile(path) and path.lower().endswith(VOLUME_EXTENSIONS):
+        return _read_file(path)
+    if os.path.isdir(path) or os.path.isfile(path):
+        from ..api import read_volume
+        vol = read_volume(path)
+        return from_volume(vol, path, [path if os.path.isdir(path) else os.path.dirname(path)],
+                           reference_from_volume(vol))
+    raise InputError(f"{path}: not a file or folder")  # pragma: no cover
+
+
+def nifti_sform(path: str) -> Optional[np.ndarray]:
+    """The (4, 4) sform of a NIfTI-1 file (RAS), or None when it has none or is not NIfTI-1."""
+    import gzip
+    import struct
+    try:
+        opener = gzip.open if path.lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            head = f.read(348)
+    except OSError:
+        return None
+    if len(head) < 348:
+        return None
+    for e in "<>":
+        if struct.unpack(e + "i", head[:4])[0] == 348:
+            if struct.unpack(e + "h", head[254:256])[0] <= 0:
+                return None
+            rows = np.array(struct.unpack(e + "12f", head[280:328]), float).reshape(3, 4)
+            return np.vstack([rows, [0, 0, 0, 1]])
+    return None
+
+
