@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
@@ -30,7 +31,7 @@ STREAMING_IO = ("NiftiImageIO", "MetaImageIO")
 #: A streamed file is read in at most this many chunks of slices (and chunks of at most
 #: CHUNK_BYTES): a gzip file is decompressed from its start for every chunk.
 CHUNKS = 4
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 32 << 20
 
 
 @dataclass
@@ -111,12 +112,14 @@ def _streamed(path: str) -> Optional[Source]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
+        io = sitk.ImageFileReader.GetImageIOFromFileName(path)
+        reader.SetImageIO(io)
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise _itk_error(path, exc) from None
     comps, pid = reader.GetNumberOfComponents(), reader.GetPixelID()
     rgb = comps == 3 and pid == sitk.sitkVectorUInt8
-    if reader.GetImageIO() not in STREAMING_IO or reader.GetDimension() != 3 or \
+    if io not in STREAMING_IO or reader.GetDimension() != 3 or \
             not (comps == 1 or rgb):
         return None
     nx, ny, nz = reader.GetSize()
@@ -136,6 +139,7 @@ def _streamed(path: str) -> Optional[Source]:
             view = sitk.GetArrayViewFromImage(chunk)   # valid while ``chunk`` lives
             for plane in view:
                 yield plane
+            del plane, view, chunk  # before the next chunk is read: one chunk at a time
     affine = _affine(reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
     shape = (nz, ny, nx, 3) if rgb else (nz, ny, nx)
     return Source(path, shape, dtype, affine, slices, rgb, "", [path])
@@ -162,14 +166,11 @@ def load_source(source) -> Source:
     which the output may never replace."""
     if isinstance(source, Volume):
         return from_volume(source, reference=reference_from_volume(source))
-    try:
-        import SimpleITK as sitk
-        if isinstance(source, sitk.Image):
-            src = from_volume(from_sitk(source, "SimpleITK image"), "SimpleITK image")
-            src.keep = source
-            return src
-    except ImportError:  # pragma: no cover
-        pass
+    sitk = sys.modules.get("SimpleITK")  # an image exists only if it was imported: importing
+    if sitk is not None and isinstance(source, sitk.Image):  # it costs ~100 MiB of RSS
+        src = from_volume(from_sitk(source, "SimpleITK image"), "SimpleITK image")
+        src.keep = source
+        return src
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"cannot export a {type(source).__name__}: pass a Volume, a "
                          "SimpleITK image, a volume file or a DICOM folder")
