@@ -104,6 +104,7 @@ def _spacing(value: str):
 
 class _State:
     debug = False
+    interrupt_reported = False
 
 
 def _err(message: str) -> None:
@@ -122,6 +123,7 @@ def _run(fn):
     except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP: see dicomrecon.signals
         from .signals import exit_code
         _err(f"interrupted by {getattr(exc, 'name', 'SIGINT')}")
+        _State.interrupt_reported = True
         raise typer.Exit(exit_code(exc))
     except BrokenPipeError:  # e.g. "dicomrecon scan DIR | head": the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -335,9 +337,11 @@ def main():  # console-script entry point
     signals.install()  # SIGTERM and SIGHUP clean up like Ctrl-C, for every command
     try:
         app()
-    except SystemExit as exc:  # a signal before a command's handler: click says "Aborted!", 1
-        if signals.received() and exc.code == 1:
-            raise SystemExit(signals.exit_code(signals.received())) from None
+    except SystemExit as exc:  # a signal outside a command's _run: typer exits 130 silently
+        got = signals.received()
+        if got is not None and not _State.interrupt_reported:
+            _err(f"interrupted by {got.name}")
+            raise SystemExit(signals.exit_code(got)) from None
         raise
 
 
