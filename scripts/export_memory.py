@@ -8,12 +8,13 @@ Usage::
     python scripts/export_memory.py --keep /tmp/em --json em.json
 
 It writes a synthetic CT series (the body phantom of ``scripts/benchmark.py``, int16), converts
-it with ``dicomrecon convert`` (to ``.nii`` and ``.nii.gz``, each with its sidecar), then runs,
+it with ``dicomrecon convert`` (to ``.nii``, ``.nii.gz`` and ``.nrrd``, with the sidecar), then runs,
 each as a child process measured by GNU ``/usr/bin/time`` (``ru_maxrss``; see
 ``benchmark.run_child`` for why not this process's own ``wait4``):
 
 * ``dicomrecon export CT.nii -o ...``    (a NIfTI with the sidecar beside it as reference)
 * ``dicomrecon export CT.nii.gz -o ...``
+* ``dicomrecon export CT.nrrd -o ...``
 * ``dicomrecon export SERIES/ -o ...``   (a DICOM folder: decoded, then exported)
 * ``dicomrecon convert SERIES/ -f nii``  (the peer: the same volume read and written once)
 * ``python -c "import dicomrecon.cli, SimpleITK, pydicom"`` (the interpreter floor)
@@ -64,12 +65,13 @@ def measure(work: str, n_slices: int, seed: int) -> dict:
               f"volume  ({wall:.1f} s)", flush=True)
 
     conv = os.path.join(work, "conv")
-    for fmt in ("nii", "nii.gz"):
+    for fmt in ("nii", "nii.gz", "nrrd"):
         run(f"convert -f {fmt}", _cli() + ["convert", series, "-o", conv, "-f", fmt,
                                            "--name", "CT", "-q", "--no-progress"])
     run("interpreter floor", [sys.executable, "-c", "import dicomrecon.cli, SimpleITK, pydicom, "
                               "dicomrecon.export"])
-    for label, src in (("export CT.nii", "CT.nii"), ("export CT.nii.gz", "CT.nii.gz")):
+    for label, src in (("export CT.nii", "CT.nii"), ("export CT.nii.gz", "CT.nii.gz"),
+                       ("export CT.nrrd", "CT.nrrd")):
         out = os.path.join(work, "dcm")
         run(label, _cli() + ["export", os.path.join(conv, src), "-o", out], out)
     run("export DICOM folder", _cli() + ["export", series, "-o", os.path.join(work, "dcm")],

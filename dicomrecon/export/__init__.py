@@ -80,8 +80,8 @@ Output
 Memory
     The series-level dataset is built once; values are planned from statistics gathered a
     slice at a time and each slice is encoded and written on its own, so an export holds the
-    volume (or, for a NIfTI / MetaImage file, which ITK streams, a quarter of it) plus one
-    slice.  ``scripts/export_memory.py`` measures it.
+    volume (or, for a NIfTI / MetaImage / plain NRRD file, which are streamed, at most a
+    quarter of it) plus one slice.  ``scripts/export_memory.py`` measures it.
 
 Package layout
     :mod:`.values` (value encoding), :mod:`.reference` (references and identity),

@@ -4,8 +4,10 @@ reference (the sidecar beside a file, the source series of a DICOM input).
 
 NIfTI and MetaImage files are streamed: ITK reads a few slices at a time
 (``ImageFileReader`` with an extract region; ITK applies the file's orientation and scaling
-exactly as ``ReadImage`` would), so exporting a file never holds the whole volume.  NRRD and
-other formats, whose ITK readers cannot stream, are read whole.
+exactly as ``ReadImage`` would), so exporting a file never holds the whole volume.  ITK cannot
+stream NRRD: a plain NRRD file (attached raw or gzip data, one value per voxel) takes its
+geometry and voxel type from ITK and its voxels from :func:`nrrd_slices`, a slice at a time;
+other NRRD files and other formats are read whole.
 """
 
 from __future__ import annotations
@@ -119,12 +121,18 @@ def _streamed(path: str) -> Optional[Source]:
         raise _itk_error(path, exc) from None
     comps, pid = reader.GetNumberOfComponents(), reader.GetPixelID()
     rgb = comps == 3 and pid == sitk.sitkVectorUInt8
-    if io not in STREAMING_IO or reader.GetDimension() != 3 or \
-            not (comps == 1 or rgb):
+    if reader.GetDimension() != 3 or not (comps == 1 or rgb):
         return None
     nx, ny, nz = reader.GetSize()
     dtype = np.dtype(np.uint8) if rgb else \
         sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], pid)).dtype
+    affine = _affine(reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
+    if io == "NrrdImageIO" and comps == 1:
+        raw = nrrd_slices(path, (nz, ny, nx), dtype)
+        return None if raw is None else Source(path, (nz, ny, nx), dtype, affine, raw,
+                                               inputs=[path])
+    if io not in STREAMING_IO:
+        return None
     step = max(1, min(math.ceil(nz / CHUNKS), CHUNK_BYTES // max(1, nx * ny * comps *
                                                                   dtype.itemsize)))
 
@@ -140,9 +148,82 @@ def _streamed(path: str) -> Optional[Source]:
             for plane in view:
                 yield plane
             del plane, view, chunk  # before the next chunk is read: one chunk at a time
-    affine = _affine(reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
     shape = (nz, ny, nx, 3) if rgb else (nz, ny, nx)
     return Source(path, shape, dtype, affine, slices, rgb, "", [path])
+
+
+#: NRRD "type" values and the numpy kind and size they mean (NRRD format 1-5).
+_NRRD_TYPES = {
+    "signed char": "i1", "int8": "i1", "int8_t": "i1", "uchar": "u1", "unsigned char": "u1",
+    "uint8": "u1", "uint8_t": "u1", "short": "i2", "short int": "i2", "signed short": "i2",
+    "signed short int": "i2", "int16": "i2", "int16_t": "i2", "ushort": "u2",
+    "unsigned short": "u2", "unsigned short int": "u2", "uint16": "u2", "uint16_t": "u2",
+    "int": "i4", "signed int": "i4", "int32": "i4", "int32_t": "i4", "uint": "u4",
+    "unsigned int": "u4", "uint32": "u4", "uint32_t": "u4", "longlong": "i8",
+    "long long": "i8", "long long int": "i8", "signed long long": "i8",
+    "signed long long int": "i8", "int64": "i8", "int64_t": "i8", "ulonglong": "u8",
+    "unsigned long long": "u8", "unsigned long long int": "u8", "uint64": "u8",
+    "uint64_t": "u8", "float": "f4", "double": "f8",
+}
+
+
+def _nrrd_header(path: str) -> Optional[tuple]:
+    """(fields, data offset) of an NRRD file with attached data, or None."""
+    fields = {}
+    try:
+        with open(path, "rb") as f:
+            if not f.readline().startswith(b"NRRD000"):
+                return None
+            for _ in range(1000):
+                line = f.readline()
+                if line in (b"\n", b"\r\n", b""):
+                    return (fields, f.tell()) if line else None
+                text = line.decode("latin-1").rstrip("\r\n")
+                if text.startswith("#") or ":=" in text or ": " not in text:
+                    continue
+                key, value = text.split(": ", 1)
+                fields[key.strip().lower()] = value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def nrrd_slices(path: str, shape_zyx: tuple, dtype: np.dtype):
+    """A function iterating the (ny, nx) slices of an NRRD file from disk, one at a time, or
+    None unless the file is the simple case read here: attached raw or gzip data of
+    ``shape_zyx`` (x fastest) and ``dtype`` (as ITK reads it), no skips, no vector axis."""
+    head = _nrrd_header(path)
+    if head is None:
+        return None
+    fields, offset = head
+    nz, ny, nx = shape_zyx
+    kind = _NRRD_TYPES.get(fields.get("type", "").lower())
+    endian = {"little": "<", "big": ">"}.get(fields.get("endian", "little").lower())
+    if kind is None or endian is None or np.dtype(kind) != np.dtype(dtype).newbyteorder("=") or \
+            fields.get("sizes", "").split() != [str(nx), str(ny), str(nz)] or \
+            fields.get("dimension") != "3" or fields.get("encoding", "").lower() not in \
+            ("raw", "gzip", "gz") or any(k in fields for k in ("data file", "datafile")) or \
+            any(fields.get(k, "0") != "0" for k in ("line skip", "lineskip", "byte skip",
+                                                     "byteskip")):
+        return None
+    file_dtype = np.dtype(kind).newbyteorder(endian)
+    gz = fields["encoding"].lower() != "raw"
+
+    def slices():
+        with open(path, "rb") as f:
+            f.seek(offset)
+            stream = f
+            if gz:
+                from isal import igzip
+                stream = igzip.GzipFile(fileobj=f, mode="rb")
+            n = ny * nx * file_dtype.itemsize
+            for _ in range(nz):
+                buf = stream.read(n)
+                if len(buf) != n:
+                    raise InputError(f"{path}: the NRRD data ends early (a slice of {n} bytes "
+                                     f"is {len(buf)} bytes)")
+                yield np.frombuffer(buf, file_dtype).reshape(ny, nx).astype(dtype, copy=False)
+    return slices
 
 
 def _read_file(path: str) -> Source:
