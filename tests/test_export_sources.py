@@ -112,3 +112,15 @@ def test_nrrd_export_equals_nifti_export(tmp_path):
         assert da.PixelData == db.PixelData
         assert da.ImagePositionPatient == db.ImagePositionPatient
         assert da.ImageOrientationPatient == db.ImageOrientationPatient
+
+
+def test_rgb_only_when_marked(tmp_path):
+    """A missing metadata['rgb'] means grey, as Volume.is_rgb and the conversion sidecar
+    ("components": 1) say: (nz, ny, nx, 3) uint8 without it is refused, not guessed."""
+    from dicomrecon.errors import RefusedError
+    from dicomrecon.volume import Volume
+    colour = np.zeros((2, 3, 4, 3), np.uint8)
+    with pytest.raises(RefusedError, match=r"metadata\['rgb'\] = True"):
+        export_series(Volume(colour, np.eye(4)), tmp_path / "grey")
+    result = export_series(Volume(colour, np.eye(4), {"rgb": True}), tmp_path / "rgb")
+    assert result.values is None and len(result.files) == 2

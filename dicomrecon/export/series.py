@@ -199,8 +199,12 @@ def _sop_class(mod: str, enc, rgb: bool, ident, ref, notes: list) -> str:
 def _plan(src: Source, ref: Optional[Reference], opts: _Options, notes: list) -> tuple:
     """(SeriesPlan, per written slice its source instances or None)."""
     if len(src.shape) != 3 and not src.rgb:
+        colour = len(src.shape) == 4 and src.shape[3] == 3 and src.dtype == np.uint8
         raise RefusedError(f"the volume has shape {src.shape}; export writes one 3D "
-                           "volume (nz, ny, nx) or 8-bit RGB (nz, ny, nx, 3)")
+                           "volume (nz, ny, nx) or 8-bit RGB (nz, ny, nx, 3)" +
+                           (" marked as colour" if colour else ""),
+                           hint="a Volume is RGB only with metadata['rgb'] = True (as "
+                           "dicomrecon sets it when it reads colour)" if colour else None)
     geom = slice_geometry(src.affine, src.shape[0])
     # source references, then identity (a DICOM folder's matched series decides it)
     per_slice, preserved = slice_sources(ref, src.shape, src.affine, geom, notes)
