@@ -28,7 +28,7 @@ def _assert_reads_as_sitk(path, streamed: bool):
     expected = sitk.GetArrayFromImage(oracle)
     assert (src.keep is None) == streamed           # streamed sources hold no whole image
     assert src.shape == expected.shape and src.dtype == expected.dtype
-    got = [np.array(p) for p in src.slices()]
+    got = list(src.slices())        # kept past the next read: each must be its own copy
     assert len(got) == expected.shape[0]
     for z, plane in enumerate(got):
         np.testing.assert_array_equal(plane, expected[z], err_msg=f"slice {z}")
@@ -45,6 +45,25 @@ def test_streamed_files_equal_readimage(tmp_path, ext, dtype):
     path = tmp_path / f"v{ext}"
     sitk.WriteImage(_image(array), str(path))
     _assert_reads_as_sitk(path, streamed=True)
+
+
+def test_scaled_big_endian_and_compressed_files_equal_readimage(tmp_path):
+    import struct
+    import nibabel as nib
+    from dicomrecon.writers import write_volume
+    array = np.random.default_rng(5).integers(-500, 500, (4, 3, 5)).astype(np.int16)
+    write_volume(str(tmp_path / "scaled.nii"), array, np.eye(4), "nii")
+    head = bytearray((tmp_path / "scaled.nii").read_bytes())
+    struct.pack_into("<ff", head, 112, 2.5, -7.0)            # scl_slope, scl_inter
+    (tmp_path / "scaled.nii").write_bytes(bytes(head))
+    _assert_reads_as_sitk(tmp_path / "scaled.nii", streamed=True)
+    big = nib.Nifti1Image(array.T.astype(">i2"), np.diag([0.5, 0.6, 2, 1]),
+                          nib.Nifti1Header(endianness=">"))
+    big.set_data_dtype(">i2")
+    nib.save(big, str(tmp_path / "big.nii"))
+    _assert_reads_as_sitk(tmp_path / "big.nii", streamed=True)
+    sitk.WriteImage(_image(array.astype(np.uint16)), str(tmp_path / "c.mha"), useCompression=True)
+    _assert_reads_as_sitk(tmp_path / "c.mha", streamed=True)
 
 
 def test_gzip_nrrd_equals_readimage(tmp_path):

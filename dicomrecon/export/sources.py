@@ -144,9 +144,9 @@ def _streamed(path: str) -> Optional[Source]:
                 chunk = reader.Execute()
             except RuntimeError as exc:
                 raise _itk_error(path, exc) from None
-            view = sitk.GetArrayViewFromImage(chunk)   # valid while ``chunk`` lives
-            for plane in view:
-                yield plane
+            view = sitk.GetArrayViewFromImage(chunk)   # valid only while ``chunk`` lives:
+            for plane in view:                          # so each slice is yielded as a copy
+                yield np.array(plane)
             del plane, view, chunk  # before the next chunk is read: one chunk at a time
     shape = (nz, ny, nx, 3) if rgb else (nz, ny, nx)
     return Source(path, shape, dtype, affine, slices, rgb, "", [path])
@@ -268,8 +268,8 @@ def load_source(source) -> Source:
     raise InputError(f"{path}: not a file or folder")  # pragma: no cover
 
 
-def nifti_sform(path: str) -> Optional[np.ndarray]:
-    """The (4, 4) sform of a NIfTI-1 file (RAS), or None when it has none or is not NIfTI-1."""
+def _nifti1_header(path: str) -> Optional[tuple]:
+    """(byte order "<" or ">", the 348 header bytes) of a NIfTI-1 file, or None."""
     import gzip
     import struct
     try:
@@ -282,10 +282,19 @@ def nifti_sform(path: str) -> Optional[np.ndarray]:
         return None
     for e in "<>":
         if struct.unpack(e + "i", head[:4])[0] == 348:
-            if struct.unpack(e + "h", head[254:256])[0] <= 0:
-                return None
-            rows = np.array(struct.unpack(e + "12f", head[280:328]), float).reshape(3, 4)
-            return np.vstack([rows, [0, 0, 0, 1]])
+            return e, head
     return None
 
+
+def nifti_sform(path: str) -> Optional[np.ndarray]:
+    """The (4, 4) sform of a NIfTI-1 file (RAS), or None when it has none or is not NIfTI-1."""
+    import struct
+    found = _nifti1_header(path)
+    if found is None:
+        return None
+    e, head = found
+    if struct.unpack(e + "h", head[254:256])[0] <= 0:
+        return None
+    rows = np.array(struct.unpack(e + "12f", head[280:328]), float).reshape(3, 4)
+    return np.vstack([rows, [0, 0, 0, 1]])
 
