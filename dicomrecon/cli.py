@@ -23,7 +23,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
          "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 some groups refused, "
-         "5 every group refused, 6 bad output folder, 7 bad input path, 8 ambiguous input.",
+         "5 every group refused, 6 bad output folder, 7 bad input path, 8 ambiguous input; "
+         "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files removed).",
 )
 
 
@@ -112,6 +113,7 @@ def _spacing(value: str):
 
 class _State:
     debug = False
+    interrupt_reported = False
 
 
 def _err(message: str) -> None:
@@ -127,9 +129,11 @@ def _run(fn):
             raise
         _err(str(exc))
         raise typer.Exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        _err("interrupted")
-        raise typer.Exit(130)
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP: see dicomrecon.signals
+        from .signals import exit_code
+        _err(f"interrupted by {getattr(exc, 'name', 'SIGINT')}")
+        _State.interrupt_reported = True
+        raise typer.Exit(exit_code(exc))
     except BrokenPipeError:  # e.g. "dicomrecon scan DIR | head": the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)
@@ -340,7 +344,16 @@ def main():  # console-script entry point
     # pydicom warns about odd values as it parses; dicomrecon reports what matters itself,
     # as findings and skip reasons, so its warnings would only be noise on the terminal.
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-    app()
+    from . import signals
+    signals.install()  # SIGTERM and SIGHUP clean up like Ctrl-C, for every command
+    try:
+        app()
+    except SystemExit as exc:  # a signal outside a command's _run: typer exits 130 silently
+        got = signals.received()
+        if got is not None and not _State.interrupt_reported:
+            _err(f"interrupted by {got.name}")
+            raise SystemExit(signals.exit_code(got)) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -230,6 +230,8 @@ def check_output_dir(outdir: str, inputs: str) -> str:
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise OutputError(f"{outdir}: exists and is not a folder")
     make_writable_folder(outdir)
+    from .writers import remove_stale_temporaries  # left by a killed run: one stderr line each
+    remove_stale_temporaries(outdir)
     return outdir
 
 

@@ -2,7 +2,8 @@
 
 Each writer streams the array's bytes after a small header, so a volume is never copied in
 memory; each writes to a temporary file in the destination folder and renames it into place,
-so a reader never sees a half-written file.  gzip is ISA-L's (``isal``), several times faster
+so a reader never sees a half-written file.  Temporaries follow one naming pattern
+(:data:`TEMP_SUFFIX`), and :func:`remove_stale_temporaries` removes those a killed run left.  gzip is ISA-L's (``isal``), several times faster
 than zlib at the same format.
 
 The array is (nz, ny, nx) in C order, which is exactly the x-fastest order all three formats
@@ -13,10 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import struct
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -66,12 +71,104 @@ def make_writable_folder(folder: str, what: str = "output folder") -> None:
         raise OutputError(f"{folder}: the {what} is not writable")
 
 
+# ----------------------------------------------------------------------------- temporaries
+#: Every temporary file or folder dicomrecon writes is named ``.NAME.PID.RANDOM`` +
+#: :data:`TEMP_SUFFIX`, beside its final ``NAME``: hidden, with the writer's process id and
+#: 8 random characters (tempfile's alphabet).  A folder moved aside by ``export --force``
+#: while its replacement is renamed in ends in :data:`OLD_SUFFIX` instead.
+TEMP_SUFFIX = ".dicomrecon-part"
+OLD_SUFFIX = ".dicomrecon-old"
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}"
+                      r"(?:\.dicomrecon-part|\.dicomrecon-old)$")
+#: Names written by dicomrecon 0.x before the pattern above (no process id).
+_LEGACY_RE = re.compile(r"^(?:\.dicomrecon-[a-z0-9_]{8}\.part|"
+                        r"\.(?P<name>.+)\.[a-z0-9_]{8}\.dicomrecon-(?:part|old))$")
+#: A legacy temporary modified this recently may belong to a running process: kept.
+LEGACY_MIN_AGE_S = 300
+
+
+def temp_prefix(name: str) -> str:
+    """The ``prefix`` for tempfile.mkstemp / mkdtemp of a temporary for ``name``."""
+    return f".{name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2 ** 31  # another user's process, or not a pid at all
+    return True
+
+
+def is_stale_temporary(folder: str, entry: str, name: Optional[str] = None) -> bool:
+    """``entry`` in ``folder`` is a temporary of ours whose writer is gone.
+
+    Ours: its name matches the pattern of :data:`TEMP_SUFFIX` exactly (or the legacy
+    ``.dicomrecon-XXXXXXXX.part``), and, with ``name``, is a temporary for that final name.
+    Gone: its process id is not a running process on this machine (the current process's own
+    temporaries are never stale); a legacy name without a process id must be untouched for
+    :data:`LEGACY_MIN_AGE_S` seconds.
+    """
+    m = _TEMP_RE.match(entry)
+    if m:
+        pid = int(m["pid"])
+        return (name is None or m["name"] == name) and pid != os.getpid() and not _alive(pid)
+    m = _LEGACY_RE.match(entry)
+    if not m or (name is not None and m["name"] != name):
+        return False
+    try:
+        age = time.time() - os.lstat(os.path.join(folder, entry)).st_mtime
+    except OSError:
+        return False
+    return age >= LEGACY_MIN_AGE_S
+
+
+def remove_stale_temporaries(folder: str, name: Optional[str] = None, *,
+                             report: Optional[Callable[[str], None]] = None) -> list:
+    """Remove the temporaries an interrupted (e.g. killed) dicomrecon run left in ``folder``.
+
+    Only entries :func:`is_stale_temporary` accepts are touched (``name``: only those for the
+    final name ``name``).  Each removal is passed to ``report`` as one line (default: printed
+    on stderr); returns the paths removed.  Errors (a folder that vanished, no permission) skip
+    that entry.
+    """
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if not is_stale_temporary(folder, entry, name):
+            continue
+        path = os.path.join(folder, entry)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            continue
+        removed.append(path)
+        line = f"removed {path}: a temporary left by an interrupted dicomrecon run"
+        if report is None:
+            print(f"dicomrecon: {line}", file=sys.stderr)
+        else:
+            report(line)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary is removed on any failure, including an interrupting signal (see
+    :mod:`dicomrecon.signals`).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dicomrecon-", suffix=".part", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write here ({exc.strerror})")
     os.close(fd)

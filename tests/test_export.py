@@ -406,17 +406,17 @@ def test_never_writes_into_a_non_empty_folder_without_force(tmp_path):
 
 
 def test_failure_leaves_nothing(tmp_path, monkeypatch):
-    import dicomrecon.export as ex
+    import dicomrecon.export.build as ex
     calls = []
 
-    def boom(folder, k, *a, **kw):
+    def boom(folder, series, plan, k, *a, **kw):
         calls.append(k)
         if k == 1:
             raise OSError(28, "No space left on device")
-        return real(folder, k, *a, **kw)
+        return real(folder, series, plan, k, *a, **kw)
 
-    real = ex._write_slice
-    monkeypatch.setattr(ex, "_write_slice", boom)
+    real = ex.write_slice
+    monkeypatch.setattr(ex, "write_slice", boom)
     with pytest.raises(OutputError, match="No space left"):
         export_series(small_volume(), tmp_path / "out")
     assert calls == [0, 1] and os.listdir(tmp_path) == []
