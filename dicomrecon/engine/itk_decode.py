@@ -8,7 +8,8 @@ ITK's value rules are undone, so that no voxel differs from the stored value:
 
 * GDCMImageIO applies RescaleSlope/Intercept itself and picks its own pixel type.  We ask for
   ``sitkFloat64`` (exact for every stored integer up to 32 bits and for the double results of
-  ``stored * slope + intercept``) and invert with the pair GDCM applied:
+  ``stored * slope + intercept``), or ``sitkInt32`` when every pair is integer and samples have
+  at most 16 bits (then exact integers; twice as fast), and invert with the pair GDCM applied:
   ``stored = rint((value - intercept) / slope)``.  The inversion is *proven* per file: it is
   kept only if ``stored * slope + intercept`` gives back every value bit for bit (in double,
   or in float32 where GDCM rescaled into float32 and the slope keeps stored values apart) and
@@ -56,14 +57,34 @@ def _array(image, rgb: bool) -> np.ndarray:
     return arr
 
 
-def read_series(paths: list, rgb: bool) -> np.ndarray:
-    """(n, rows, columns[, 3]) values of single-frame files, in the order given."""
+def integer_safe(headers: list) -> bool:
+    """Whether ITK's rescaled values of these images are integers that int32 holds exactly:
+    integer slopes and intercepts (every candidate pair) on samples of at most 16 bits.  Then
+    ITK is asked for int32, half the bytes of float64 (measured ~2x faster to read)."""
+    for h in headers:
+        if h.samples_per_pixel == 3 or h.is_float or h.bits_allocated > 16:
+            return False
+        for m, b in [*h.file_rescale, (h.rescale_slope, h.rescale_intercept)]:
+            if not (float(m).is_integer() and float(b).is_integer()
+                    and 0 < abs(m) <= 1 << 14 and abs(b) < 1 << 30):
+                return False
+    return True
+
+
+def _output_type(reader, rgb: bool, integer: bool) -> None:
+    sitk = _sitk()
+    if not rgb:
+        reader.SetOutputPixelType(sitk.sitkInt32 if integer else sitk.sitkFloat64)
+
+
+def read_series(paths: list, rgb: bool, integer: bool = False) -> np.ndarray:
+    """(n, rows, columns[, 3]) values of single-frame files, in the order given (int32 when
+    ``integer``, see :func:`integer_safe`, else float64)."""
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames(list(paths))
-    if not rgb:
-        reader.SetOutputPixelType(sitk.sitkFloat64)
+    _output_type(reader, rgb, integer)
     try:
         return _array(reader.Execute(), rgb)
     except RuntimeError as exc:
@@ -71,14 +92,13 @@ def read_series(paths: list, rgb: bool) -> np.ndarray:
                           f"({_short(exc)})")
 
 
-def read_file(path: str, rgb: bool) -> np.ndarray:
+def read_file(path: str, rgb: bool, integer: bool = False) -> np.ndarray:
     """(frames, rows, columns[, 3]) values of one file (frames = 1 for a single frame)."""
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(path)
-    if not rgb:
-        reader.SetOutputPixelType(sitk.sitkFloat64)
+    _output_type(reader, rgb, integer)
     try:
         arr = _array(reader.Execute(), rgb)
     except RuntimeError as exc:
@@ -104,6 +124,8 @@ def stored_values(values: np.ndarray, headers: list, path: str) -> np.ndarray:
             raise DecodeError(f"{path}: ITK returned values other than 0/255 for 1-bit samples")
         return (values != 0).astype(dtype)
     info = np.iinfo(dtype)
+    if values.dtype.kind == "i":
+        return _stored_from_ints(values, headers, dtype, path)
     for slope, intercept in _candidates(headers):
         stored = np.rint(values if (slope, intercept) == (1.0, 0.0) else
                          (values - intercept) / slope)
@@ -116,14 +138,35 @@ def stored_values(values: np.ndarray, headers: list, path: str) -> np.ndarray:
                       "(0028,1052) 'Rescale Intercept'; refusing rather than changing a voxel")
 
 
+def _stored_from_ints(values: np.ndarray, headers: list, dtype, path: str) -> np.ndarray:
+    """The integer case of :func:`stored_values`: ``values - intercept`` must divide exactly by
+    the slope (exact integer arithmetic), and the quotient fit the stored type."""
+    info = np.iinfo(dtype)
+    for slope, intercept in _candidates(headers):
+        m, b = int(slope), int(intercept)
+        shifted = values - np.int32(b) if b else values  # = stored * m: no int32 overflow
+        if m == 1:
+            stored = shifted
+        else:
+            stored, rest = np.divmod(shifted, m)
+            if rest.any():
+                continue
+        if stored.size and (stored.min() < info.min or stored.max() > info.max):
+            continue
+        return _monochrome1_undone(stored, headers[0]).astype(dtype)
+    raise DecodeError(f"{path}: the values ITK decoded cannot be mapped back exactly to stored "
+                      f"{dtype} values with the file's (0028,1053) 'Rescale Slope' / "
+                      "(0028,1052) 'Rescale Intercept'; refusing rather than changing a voxel")
+
+
 def _monochrome1_undone(stored: np.ndarray, h) -> np.ndarray:
     """GDCM inverts MONOCHROME1 before rescaling: ``(2**BitsStored - 1) - s`` for unsigned
     samples, ``-1 - s`` (bitwise not) for signed ones.  Both are their own inverse."""
     if h.photometric != "MONOCHROME1":
         return stored
     if h.pixel_representation:
-        return -1.0 - stored
-    return float((1 << h.bits_stored) - 1) - stored
+        return -1 - stored
+    return ((1 << h.bits_stored) - 1) - stored
 
 
 def _reproduces(stored: np.ndarray, slope: float, intercept: float,

@@ -119,7 +119,8 @@ def _decode_file(path: str, ks: list, engine: str = "auto") -> np.ndarray:
         arr = itk_decode.read_with_pydicom(path)
         frames = arr.reshape((-1,) + tuple(arr.shape[-3 if h.samples_per_pixel == 3 else -2:]))
         return frames.astype(frame_dtype(h), copy=False)
-    values = itk_decode.read_file(path, h.samples_per_pixel == 3)
+    values = itk_decode.read_file(path, h.samples_per_pixel == 3,
+                                  itk_decode.integer_safe(headers))
     return itk_decode.stored_values(values, headers, path)
 
 
@@ -151,7 +152,9 @@ def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
     chunks = [single[i:i + itk_decode.CHUNK] for i in range(0, len(single), itk_decode.CHUNK)]
 
     def read_chunk(chunk):
-        values = itk_decode.read_series([p for p, _ in chunk], chunk[0][1][0][1].samples_per_pixel == 3)
+        headers = [ks[0][1] for _, ks in chunk]
+        values = itk_decode.read_series([p for p, _ in chunk], headers[0].samples_per_pixel == 3,
+                                        itk_decode.integer_safe(headers))
         return [itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p)
                 for i, (p, ks) in enumerate(chunk)]
 
