@@ -17,6 +17,7 @@ Engines:
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
@@ -129,18 +130,31 @@ def _decode_file_itk(path: str, ks: list) -> np.ndarray:
 
 
 def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None:
-    if not files:
-        return
-    items = list(files.items())
-    if len(items) == 1:
-        path, ks = items[0]
-        _place(decode_one(path, ks), ks, out, path)
+    """Decode files on a thread pool and put their frames in place."""
+    def place(item, frames):
+        path, ks = item
+        _place(frames, ks, out, path)
         prog.add(len(ks))
+    _windowed(list(files.items()), lambda item: decode_one(*item), place)
+
+
+def _windowed(items: list, work, consume, workers: Optional[int] = None) -> None:
+    """``consume(item, work(item))`` for every item, in order, with ``work`` on a thread pool
+    and at most two tasks per thread in flight (so results waiting to be consumed never hold
+    more than a few files' worth of memory)."""
+    if not items:
         return
-    with ThreadPoolExecutor(_workers()) as pool:
-        for (path, ks), frames in zip(items, pool.map(lambda it: decode_one(*it), items)):
-            _place(frames, ks, out, path)
-            prog.add(len(ks))
+    workers = workers or (_workers() if len(items) > 1 else 1)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                consume(done, future.result())
+        while pending:
+            done, future = pending.popleft()
+            consume(done, future.result())
 
 
 def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
@@ -158,9 +172,9 @@ def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
         return [itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p)
                 for i, (p, ks) in enumerate(chunk)]
 
-    with ThreadPoolExecutor(min(2, _workers())) as pool:
-        for chunk, stored in zip(chunks, pool.map(read_chunk, chunks)):
-            for (p, ks), frames in zip(chunk, stored):
-                _place(frames, ks, out, p)
-                prog.add(1)
+    def place(chunk, stored):
+        for (p, ks), frames in zip(chunk, stored):
+            _place(frames, ks, out, p)
+            prog.add(1)
+    _windowed(chunks, read_chunk, place, workers=min(2, _workers()))
     _parallel(rest, out, prog, _decode_file_itk)
