@@ -4,10 +4,35 @@
 ``outdir/qc/index.html`` with its images beside it in ``qc/img/``; ``write_scan_qc(scan, dir)``
 draws only the slice-position plots of a scan (no pixels decoded).  matplotlib (Agg) draws the
 plots; the page is plain HTML and CSS, no JavaScript and nothing fetched from the network.
+
+Nothing heavy is imported with the package: the CLI registers its command from here.
 """
 
 from __future__ import annotations
 
-from .page import write_qc, write_scan_qc
+
+def write_qc(outdir: str) -> str:
+    """Write ``OUTDIR/qc/index.html`` for a conversion; return its path."""
+    require_matplotlib()
+    from .page import write_qc as _write
+    return _write(outdir)
+
+
+def write_scan_qc(result, folder: str, policy=None) -> str:
+    """Write the slice-position plots of a scan into ``folder/index.html``; return its path."""
+    require_matplotlib()
+    from .page import write_scan_qc as _write
+    return _write(result, folder, policy)
+
+
+def require_matplotlib() -> None:
+    """Raise a one-line error naming the extra to install when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from ..errors import DicomReconError
+        raise DicomReconError("the QC report needs matplotlib, which is not installed",
+                              hint="pip install 'dicomrecon[qc]'") from None
+
 
 __all__ = ["write_qc", "write_scan_qc"]

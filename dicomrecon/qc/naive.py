@@ -87,7 +87,7 @@ def before_after(vol: VolumeInfo, out: np.ndarray, source: np.ndarray, window) -
         fill = after_v == np.asarray(res.fill_value).astype(after_v.dtype) \
             if after_v.ndim == 2 else np.all(after_v == 0, axis=-1)
     tint(rgb, fill, FILL_RGB)
-    tint(rgb, np.repeat(interp[:, None], rgb.shape[1], axis=1), INTERP_RGB)
+    tint(rgb, np.repeat(interp[:, None], rgb.shape[1], axis=1), INTERP_RGB, 0.25)
     after = oriented(f"after: the written volume, {'x' if other == 0 else 'y'} = {co}", rgb,
                      d[:, axis], d[:, 2], (s[axis], s[2]))
     return BeforeAfter(before, after, interp, int(np.count_nonzero(fill)))

@@ -93,7 +93,8 @@ def volume_html(vol: VolumeInfo, r: Rendered) -> str:
            f"{escape(os.path.basename(vol.path))} {_badge(vol.status)}</h2>"]
     out += [f'<p class="err">{escape(e)}</p>' for e in r.errors]
     out.append(_kv([
-        ("series", f"{s.number} {s.description!r} ({s.modality}, {s.manufacturer})"),
+        ("series", f"{s.number} {s.description or '(no description)'} ({s.modality}, "
+                   f"{s.manufacturer})"),
         ("series UID", s.uid), ("group", vol.label),
         ("size", " x ".join(map(str, vol.shape)) + (" RGB" if vol.components == 3 else "")),
         ("reconstruction", vol.reconstruction), ("split keys", vol.split_keys),

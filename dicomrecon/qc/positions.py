@@ -64,19 +64,12 @@ def position_data(sp: StackPositions) -> PositionPlot:
 
 
 def _splits(pos: np.ndarray, siblings: list) -> list:
-    """Midpoints between this part and each neighbouring part of the same group."""
-    if not siblings or not pos.size:
+    """Midpoints between successive parts of a split group (this one and its siblings)."""
+    parts = [np.asarray(p, float) for p in [pos] + [o for _, o in siblings]]
+    parts = sorted((p for p in parts if p.size), key=lambda p: float(p.min()))
+    if len(parts) < 2:
         return []
-    out = []
-    for _, other in siblings:
-        other = np.asarray(other, float)
-        if not other.size:
-            continue
-        if other.max() < pos.min():
-            out.append((other.max() + pos.min()) / 2)
-        elif other.min() > pos.max():
-            out.append((pos.max() + other.min()) / 2)
-    return sorted(out)
+    return [(float(a.max()) + float(b.min())) / 2 for a, b in zip(parts, parts[1:])]
 
 
 def position_plot(sp: StackPositions, path: str) -> PositionPlot:
@@ -131,13 +124,16 @@ def _draw_steps(ax, sp: StackPositions, data: PositionPlot):
             continue
         ax.plot(mid[idx], data.steps[idx], "o", ms=3.5, color=COLOURS[kind],
                 label=f"{kind} ({len(idx)})")
+        last = None
         for k in idx if kind != "regular" else []:
-            if labelled < MAX_LABELS:
+            if labelled < MAX_LABELS and (last is None or k > last + 1 or
+                                          abs(data.steps[k] - data.steps[last]) > 0.05 * sp.nominal):
                 text = (f"{data.missing[k]} missing" if kind == "missing" else
                         "duplicate" if kind == "duplicate" else f"{data.steps[k]:.3g} mm")
                 ax.annotate(text, (mid[k], data.steps[k]), xytext=(3, 4),
                             textcoords="offset points", fontsize=7, color=COLOURS[kind])
                 labelled += 1
+            last = k
     for x in data.splits:
         ax.axvline(x, color=COLOURS["split"], linestyle="--")
     ax.set_ylabel("step to next (mm)", fontsize=8)
