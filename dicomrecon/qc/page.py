@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from html import escape
 from string import Template
 from typing import Optional
@@ -159,13 +160,29 @@ def summary_html(counts: str, thumbs: list, skipped: list) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+@dataclass
+class QCPage:
+    """What was written: the page, the conversion it shows, and the pictures of each volume."""
+
+    path: str
+    conversion: ConversionQC
+    rendered: list                   # Rendered, one per volume of ``conversion.volumes``
+
+
 def write_qc(outdir: str) -> str:
     """Write ``OUTDIR/qc/index.html`` for the conversion in ``outdir``; return its path."""
+    return render_conversion(outdir).path
+
+
+def render_conversion(outdir: str) -> QCPage:
+    """Write the QC page of ``outdir`` and return it with the data of every picture."""
     qc = read_conversion(outdir)
+    rendered = []
     with _staging(os.path.join(qc.outdir, "qc")) as (tmp, imgdir):
         thumbs, sections = [], []
         for k, vol in enumerate(qc.volumes, start=1):
             r = render_volume(vol, imgdir, f"v{k}")
+            rendered.append(r)
             thumbs.append(_thumb(r.anchor, vol.status, vol.label, r.thumb))
             sections.append(volume_html(vol, r))
         for k, ref in enumerate(qc.refused, start=1):
@@ -174,7 +191,7 @@ def write_qc(outdir: str) -> str:
         sections.append(skipped_html(qc.skipped))
         _write_page(tmp, f"dicomrecon QC: {qc.input}", summary_html(_counts(qc), thumbs,
                                                                       qc.skipped), sections)
-    return os.path.join(qc.outdir, "qc", "index.html")
+    return QCPage(os.path.join(qc.outdir, "qc", "index.html"), qc, rendered)
 
 
 def _counts(qc: ConversionQC) -> str:
