@@ -1,5 +1,6 @@
 """QC report (issue 13): pages for real corpus conversions, plot data against the source
-headers read with pydicom, orientation letters against geometry.patient_orientation."""
+headers read with pydicom, orientation letters against geometry.patient_orientation, and the
+pages opened in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import base64
 import json
 import os
 import re
+import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -221,6 +224,79 @@ def test_orientation_letters(name):
 def test_plane_letters_doctest_directions():
     assert plane_letters(np.array([0, 1.0, 0]), np.array([0, 0, -1.0])) == {
         "left": "A", "right": "P", "top": "H", "bottom": "F"}
+
+
+# --------------------------------------------------------------------------------------------
+# A real browser
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless chromium (fresh profile) for the module, every off-file request refused
+    and recorded in ``browser.outside``."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=chromium(), headless=True,
+            args=FLAGS, viewport={"width": 1280, "height": 900})
+        ctx.outside = []
+        ctx.route("**/*", lambda route: route.continue_()
+                  if route.request.url.startswith("file://")
+                  else (ctx.outside.append(route.request.url), route.abort()))
+        yield ctx
+        ctx.close()
+
+
+def open_in_chromium(ctx, page_path, shot):
+    """Load the page and scroll every (lazy) image into view; return (img src ->
+    naturalWidth, console errors) and save a full-page screenshot."""
+    errors = []
+    page = ctx.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(page_path.as_uri(), wait_until="load")
+    page.evaluate("async () => { for (const i of document.images) { i.scrollIntoView(); "
+                  "await new Promise(r => requestAnimationFrame(r)); } }")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)",
+                           timeout=20000)
+    widths = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    return dict(widths), errors
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("folder", ["ct_ge_tilt18p5_varspacing",
+                                    "ct_philips_s21570_session_mixed"])
+def test_qc_page_in_headless_chromium(pages, browser, tmp_path, folder):
+    """Debian's chromium, headless, driven by Playwright from PyPI (no browser download):
+    every lazy image is scrolled into view and must decode (naturalWidth > 0), nothing is
+    fetched from outside the file system, and the full-page screenshot is not blank."""
+    page_path = Path(pages[folder].path)
+    shot = tmp_path / "shot.png"
+    widths, errors = open_in_chromium(browser, page_path, shot)
+    outside = browser.outside
+    assert widths, "no image on the page"
+    broken = [src for src, w in widths.items() if not w > 0]
+    assert not broken, f"images that did not load: {broken}"
+    assert not outside, f"the page asked the network for {outside}"
+    assert not errors, errors
+    from matplotlib.image import imread
+    img = imread(str(shot))[..., :3]
+    assert img.shape[0] > 900 and img.shape[1] >= 1000
+    background = np.all(np.abs(img - img[0, 0]) < 0.02, axis=-1)
+    assert background.mean() < 0.95, "the screenshot is (almost) blank"
+    assert img.std() > 0.05 and len(np.unique(img.reshape(-1, 3)[::97], axis=0)) > 50
 
 
 # --------------------------------------------------------------------------------------------

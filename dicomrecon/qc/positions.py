@@ -83,6 +83,11 @@ def position_plot(sp: StackPositions, path: str) -> PositionPlot:
     _draw_ticks(ax_pos, sp, data)
     _draw_steps(ax_step, sp, data)
     _draw_tilt(ax_tilt, sp, data)
+    for ax in (ax_pos, ax_step, ax_tilt):  # few ticks: text is most of the drawing time
+        ax.locator_params(axis="both", nbins=5)
+        ax.tick_params(labelsize=7)
+    ax_pos.tick_params(labelbottom=False)
+    ax_step.tick_params(labelbottom=False)
     ax_tilt.set_xlabel("position along the slice normal cross(row, column) (mm)")
     fig.suptitle(f"{sp.label}: {len(data.positions)} source slice(s)", fontsize=10)
     fig.savefig(path, format="png")
@@ -149,4 +154,4 @@ def _draw_tilt(ax, sp: StackPositions, data: PositionPlot):
     what = (f"gantry tilt {sp.tilt_deg:.3g} deg" if sp.tilt_deg else "no tilt: origins aligned")
     ax.set_title(f"in-plane offset of each slice origin from the first ({what})", fontsize=8)
     ax.set_ylabel("offset (mm)", fontsize=8)
-    ax.legend(loc="best", fontsize=7, frameon=False)
+    ax.legend(loc="upper right", fontsize=7, frameon=False)
