@@ -25,7 +25,7 @@ from dicomrecon.qc.page import render_conversion
 from dicomrecon.qc.planes import mid_planes, plane_letters
 from dicomrecon.qc.positions import position_data
 
-pytest.importorskip("matplotlib")  # listed in the [qc] extra; .ci/run installs it
+import matplotlib  # noqa: E402,F401  (the [qc] extra, installed by .ci/run: fail, never skip)
 
 #: folder -> (what it exercises, convert options)
 FOLDERS = {
