@@ -258,6 +258,9 @@ def convert_cmd(
     def run():
         from .conversion import convert
         from .errors import NoDicomError
+        if qc:
+            from .qc import preload
+            preload()
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
                              name=name, policy=policy, progress=bar)

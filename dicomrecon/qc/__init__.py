@@ -25,6 +25,24 @@ def write_scan_qc(result, folder: str, policy=None) -> str:
     return _write(result, folder, policy)
 
 
+def preload() -> None:
+    """Import matplotlib's figure and Agg backend in a background thread.
+
+    ``convert --qc`` calls this before converting: the import (most of the page's fixed cost)
+    then overlaps with decoding and writing, which spend their time in numpy, file I/O and
+    ISA-L, outside the interpreter lock.
+    """
+    import threading
+
+    def work():
+        try:
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+        except ImportError:  # reported by require_matplotlib when the page is written
+            pass
+    threading.Thread(target=work, name="qc-preload", daemon=True).start()
+
+
 def require_matplotlib() -> None:
     """Raise a one-line error naming the extra to install when matplotlib is missing."""
     try:

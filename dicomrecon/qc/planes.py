@@ -145,5 +145,8 @@ def square_pixels(rgb: np.ndarray, spacing: tuple, max_px: int = PLANE_PX) -> np
 
 
 def save_png(path: str, rgb: np.ndarray) -> None:
-    from matplotlib.image import imsave
-    imsave(path, rgb, format="png")
+    """Write an (H, W, 3) uint8 picture as PNG with Pillow (matplotlib's own image writer):
+    importing it costs far less than matplotlib.image."""
+    from PIL import Image
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
+        path, format="PNG", compress_level=3)
