@@ -51,13 +51,24 @@ def pages(corpus, tmp_path_factory):
     return out
 
 
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+
 class _Page(HTMLParser):
+    """The images, ids and internal links of a page; every element must be closed in order."""
+
     def __init__(self):
         super().__init__()
-        self.imgs, self.ids, self.links = [], set(), []
+        self.imgs, self.ids, self.links, self.open = [], set(), [], []
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open.pop() == tag, f"</{tag}> closes nothing open"
 
     def handle_starttag(self, tag, attrs):
+        if tag not in VOID:
+            self.open.append(tag)
         a = dict(attrs)
+        assert "id" not in a or a["id"] not in self.ids, f"duplicate id {a['id']}"
         if "id" in a:
             self.ids.add(a["id"])
         if tag == "img":
@@ -70,6 +81,8 @@ def parse(path) -> _Page:
     p = _Page()
     with open(path, encoding="utf-8") as f:
         p.feed(f.read())
+    p.close()
+    assert not p.open, f"unclosed elements {p.open}"
     return p
 
 
@@ -103,6 +116,7 @@ def test_page_is_valid_and_complete(pages, folder):
     # one section per written volume, per refused group, and every skipped file listed
     assert len([i for i in doc.ids if re.fullmatch(r"v\d+", i)]) == len(report["outputs"])
     assert len([i for i in doc.ids if re.fullmatch(r"r\d+", i)]) == len(report["refused"])
+    assert len([i for i in doc.ids if re.fullmatch(r"s\d+", i)]) == len(report["skipped_files"])
     for r in report["refused"]:
         for reason in r["reasons"]:
             assert reason["message"].replace("'", "&#x27;") in html

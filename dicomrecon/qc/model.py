@@ -98,10 +98,12 @@ class VolumeInfo:
 
     @property
     def status(self) -> str:
-        """stack, resampled or split (the summary's colour)."""
+        """The summary's colour: stack, resampled, split, sheared (--tilt preserve) or
+        placeholder (--no-geometry)."""
         if self.part is not None:
             return "split"
-        return "resampled" if self.reconstruction == "resample" else "stack"
+        return {"resample": "resampled", "sheared": "sheared",
+                "placeholder": "placeholder"}.get(self.reconstruction, "stack")
 
 
 @dataclass

@@ -21,9 +21,11 @@ from .model import read_conversion
 from .render import Picture, Rendered, plot_positions, render_volume
 
 STATUS_COLOURS = {"stack": "#2a7d2e", "resampled": "#d98a00", "split": "#7b3fb5",
-                  "refused": "#c62828", "scanned": "#1f5f99"}
+                  "refused": "#c62828", "sheared": "#00838f", "placeholder": "#757575",
+                  "scanned": "#1f5f99"}
 STATUS_WORDS = {"stack": "plain stack", "resampled": "resampled", "split": "split",
-                "refused": "refused", "scanned": "scanned stack"}
+                "refused": "refused", "sheared": "sheared (tilt kept)",
+                "placeholder": "no geometry (placeholder)", "scanned": "scanned stack"}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -138,11 +140,12 @@ def refused_html(anchor: str, ref: RefusedInfo) -> str:
 
 
 def skipped_html(skipped: list) -> str:
+    """One section per skipped file, after a heading the summary links to."""
     if not skipped:
         return ""
-    return ('<section id="skipped"><h2>Skipped files</h2><ul>' + "".join(
-        f'<li id="skip{k}"><code>{escape(s.file)}</code>: {escape(s.reason)}</li>'
-        for k, s in enumerate(skipped)) + "</ul></section>")
+    return '<h2 id="skipped">Skipped files</h2>' + "".join(
+        f'<section id="s{k}"><p><b>skipped</b> <code>{escape(s.file)}</code>: '
+        f"{escape(s.reason)}</p></section>" for k, s in enumerate(skipped, start=1))
 
 
 def _thumb(anchor: str, status: str, label: str, pic: Optional[Picture]) -> str:

@@ -111,6 +111,9 @@ def _draw_planes(r: Rendered, vol: VolumeInfo, array: np.ndarray, imgdir: str) -
     window = display_window(planes, exclude=fill)
     for k, p in enumerate(planes):
         r.planes.append(picture(to_rgb(p.values, window), imgdir, f"{r.anchor}_plane{k}.png", p))
+        if vol.reconstruction == "placeholder":  # no patient space: no letters to show
+            r.planes[-1].letters = None
+            r.planes[-1].title += " (placeholder geometry: no orientation)"
     p0 = planes[0]
     r.thumb = picture(to_rgb(p0.values, window), imgdir, f"{r.anchor}_thumb.png", p0, THUMB_PX)
     if vol.resample is None or vol.positions is None or not vol.sources:
