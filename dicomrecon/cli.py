@@ -258,12 +258,13 @@ def convert_cmd(
     def run():
         from .conversion import convert
         from .errors import NoDicomError
+        keep = None
         if qc:
-            from .qc import preload
-            preload()
+            from .qc.cli import collector
+            keep = collector()
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, policy=policy, progress=bar)
+                             name=name, policy=policy, progress=bar, on_output=keep)
         for path, why in result.skipped:
             if not quiet:
                 typer.echo(f"skipped {path}: {why}", err=True)
@@ -280,7 +281,7 @@ def convert_cmd(
                                "skipped)")
         if qc:
             from .qc.cli import write_page
-            page = write_page(output)
+            page = write_page(output, keep.cuts)
             if not quiet:
                 typer.echo(f"wrote {page}")
         if result.refused:

@@ -22,7 +22,7 @@ from dicomrecon.geometry import check_orientation, lps_affine, patient_orientati
 from dicomrecon.plan import Policy
 from dicomrecon.qc.model import StackPositions
 from dicomrecon.qc.page import render_conversion
-from dicomrecon.qc.planes import mid_planes, plane_letters
+from dicomrecon.qc.planes import cuts_of, mid_planes, plane_letters
 from dicomrecon.qc.positions import position_data
 
 import matplotlib  # noqa: E402,F401  (the [qc] extra, installed by .ci/run: fail, never skip)
@@ -221,7 +221,7 @@ def test_orientation_letters(name):
     shape = (9, 12, 10)  # nz, ny, nx
     k, j, i = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     world = np.einsum("ab,bzyx->zyxa", affine[:3, :3], np.stack([i, j, k])) + affine[:3, 3]
-    planes = mid_planes(world, affine)  # each voxel holds its own LPS position
+    planes = mid_planes(cuts_of(world), affine)  # each voxel holds its own LPS position
     for p in planes:
         letters = p.letters
         assert [letters["right"], letters["bottom"]] == patient_orientation(p.h_dir, p.v_dir)
@@ -322,8 +322,13 @@ def test_cli_convert_qc_scan_qc_and_qc(corpus, tmp_path, monkeypatch):
     r = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "out"), "--qc"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "qc" / "index.html").is_file()
+    shutil.copytree(tmp_path / "out" / "qc", tmp_path / "from_memory")
     r = runner.invoke(app, ["qc", str(tmp_path / "out")])
     assert r.exit_code == 0 and "index.html" in r.output
+    # convert --qc kept the planes in memory; qc read the volume back: the same pictures
+    for name in ("v1_plane0.png", "v1_plane1.png", "v1_plane2.png", "v1_after.png"):
+        assert (tmp_path / "from_memory" / "img" / name).read_bytes() == \
+            (tmp_path / "out" / "qc" / "img" / name).read_bytes(), name
     # scan --qc: slice-position plots only, and it decodes no pixels
     import dicomrecon.decode as dec
     calls = []

@@ -11,11 +11,28 @@ Nothing heavy is imported with the package: the CLI registers its command from h
 from __future__ import annotations
 
 
-def write_qc(outdir: str) -> str:
-    """Write ``OUTDIR/qc/index.html`` for a conversion; return its path."""
+def write_qc(outdir: str, cuts: dict | None = None) -> str:
+    """Write ``OUTDIR/qc/index.html`` for a conversion; return its path.  ``cuts``: see
+    :class:`Collector`."""
     require_matplotlib()
     from .page import write_qc as _write
-    return _write(outdir)
+    return _write(outdir, cuts)
+
+
+class Collector:
+    """``convert(..., on_output=collector)`` keeps each written volume's mid-planes (a few
+    hundred kB), so the QC page needs not read the volumes back; pass ``collector.cuts`` to
+    :func:`write_qc`."""
+
+    def __init__(self):
+        self.cuts: dict = {}
+
+    def __call__(self, output, array) -> None:
+        import os
+        from .planes import cuts_of
+        if array.ndim == 4 and array.shape[-1] != 3:  # --4d: (t, z, y, x), t = 0 shown
+            array = array[0]
+        self.cuts[os.path.abspath(output.path)] = cuts_of(array)
 
 
 def write_scan_qc(result, folder: str, policy=None) -> str:
@@ -53,4 +70,4 @@ def require_matplotlib() -> None:
                               hint="pip install 'dicomrecon[qc]'") from None
 
 
-__all__ = ["write_qc", "write_scan_qc"]
+__all__ = ["write_qc", "write_scan_qc", "Collector"]

@@ -23,9 +23,17 @@ def register(app: typer.Typer, run) -> None:
         run(go)
 
 
-def write_page(outdir) -> str:
+def write_page(outdir, cuts=None) -> str:
     from . import write_qc
-    return write_qc(str(outdir))
+    return write_qc(str(outdir), cuts)
+
+
+def collector():
+    """An ``on_output`` for convert that keeps the mid-planes, and starts importing
+    matplotlib in the background meanwhile."""
+    from . import Collector, preload
+    preload()
+    return Collector()
 
 
 def write_scan_page(result, folder, policy) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import ResampleInfo, StackPositions, VolumeInfo
-from .planes import FILL_RGB, INTERP_RGB, Plane, axes_of, oriented, tint, to_rgb
+from .planes import FILL_RGB, INTERP_RGB, Cuts, Plane, axes_of, oriented, tint, to_rgb
 
 
 @dataclass
@@ -64,18 +64,17 @@ def tilt_axis(res: ResampleInfo) -> int:
     return 0 if np.ptp(offs[:, 0]) > np.ptp(offs[:, 1]) else 1
 
 
-def before_after(vol: VolumeInfo, out: np.ndarray, source: np.ndarray, window) -> BeforeAfter:
-    """Naive stack of ``source`` (N, ny, nx) beside the written ``out`` (nz, ny', nx')."""
+def before_after(vol: VolumeInfo, cuts: Cuts, source: np.ndarray, window) -> BeforeAfter:
+    """Naive stack of ``source`` (N, ny, nx) beside the written volume's mid-plane."""
     res, sp = vol.resample, vol.positions
     d, s = axes_of(vol.affine)
     axis = tilt_axis(res)  # the in-plane axis shown with the normal
-    other = 1 - axis
-    n_src = source.shape[2 - other]
-    c = n_src // 2
+    other = 1 - axis       # the axis held fixed: x (0) or y (1)
+    co = cuts.shape[2 - other] // 2
+    after_v = cuts.x if other == 0 else cuts.y
     shift = int(round(float(np.mean(res.src_offsets[:, other])))) if res.src_offsets.size else 0
-    co = int(np.clip(c + shift, 0, out.shape[2 - other] - 1))
-    take = (lambda a, k: a[:, :, k]) if other == 0 else (lambda a, k: a[:, k, :])
-    before_v, after_v = take(source, c), take(out, co)
+    c = int(np.clip(co - shift, 0, source.shape[2 - other] - 1))  # the same source column
+    before_v = source[:, :, c] if other == 0 else source[:, c, :]
     h_src = sp.col if axis == 1 else sp.row
     before = oriented(f"before: {source.shape[0]} source slices stacked naively, "
                       f"{'column' if other == 0 else 'row'} {c}",

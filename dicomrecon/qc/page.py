@@ -172,19 +172,24 @@ class QCPage:
     rendered: list                   # Rendered, one per volume of ``conversion.volumes``
 
 
-def write_qc(outdir: str) -> str:
+def write_qc(outdir: str, cuts: Optional[dict] = None) -> str:
     """Write ``OUTDIR/qc/index.html`` for the conversion in ``outdir``; return its path."""
-    return render_conversion(outdir).path
+    return render_conversion(outdir, cuts).path
 
 
-def render_conversion(outdir: str) -> QCPage:
-    """Write the QC page of ``outdir`` and return it with the data of every picture."""
+def render_conversion(outdir: str, cuts: Optional[dict] = None) -> QCPage:
+    """Write the QC page of ``outdir`` and return it with the data of every picture.
+
+    ``cuts`` maps a volume's file path to its mid-planes (:class:`~.planes.Cuts`) when the
+    caller still has them; any other volume is read from its file.
+    """
+    cuts = cuts or {}
     qc = read_conversion(outdir)
     rendered = []
     with _staging(os.path.join(qc.outdir, "qc")) as (tmp, imgdir):
         thumbs, sections = [], []
         for k, vol in enumerate(qc.volumes, start=1):
-            r = render_volume(vol, imgdir, f"v{k}")
+            r = render_volume(vol, imgdir, f"v{k}", cuts.get(os.path.abspath(vol.path)))
             rendered.append(r)
             thumbs.append(_thumb(r.anchor, vol.status, vol.label, r.thumb))
             sections.append(volume_html(vol, r))

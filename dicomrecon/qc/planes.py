@@ -83,14 +83,31 @@ def axes_of(affine: np.ndarray):
     return m / np.where(size > 0, size, 1.0), size
 
 
-def mid_planes(array: np.ndarray, affine: np.ndarray) -> list:
+@dataclass
+class Cuts:
+    """The three mid-planes of a volume in index order, all QC keeps of its voxels."""
+
+    shape: tuple                # (nz, ny, nx)
+    z: np.ndarray               # (ny, nx[, 3]) at z = nz // 2
+    y: np.ndarray               # (nz, nx[, 3]) at y = ny // 2
+    x: np.ndarray               # (nz, ny[, 3]) at x = nx // 2
+
+
+def cuts_of(array: np.ndarray) -> Cuts:
+    """Copies of the mid-planes of a (nz, ny, nx) or RGB (nz, ny, nx, 3) volume."""
+    nz, ny, nx = array.shape[:3]
+    return Cuts((nz, ny, nx), array[nz // 2].copy(), array[:, ny // 2].copy(),
+                array[:, :, nx // 2].copy())
+
+
+def mid_planes(cuts: Cuts, affine: np.ndarray) -> list:
     """The three mid-planes of a volume: z (the slice plane), y and x fixed at the middle."""
     d, s = axes_of(affine)
-    nz, ny, nx = array.shape[:3]
+    nz, ny, nx = cuts.shape
     return [
-        oriented(f"z = {nz // 2} of {nz}", array[nz // 2], d[:, 0], d[:, 1], (s[0], s[1])),
-        oriented(f"y = {ny // 2} of {ny}", array[:, ny // 2], d[:, 0], d[:, 2], (s[0], s[2])),
-        oriented(f"x = {nx // 2} of {nx}", array[:, :, nx // 2], d[:, 1], d[:, 2], (s[1], s[2])),
+        oriented(f"z = {nz // 2} of {nz}", cuts.z, d[:, 0], d[:, 1], (s[0], s[1])),
+        oriented(f"y = {ny // 2} of {ny}", cuts.y, d[:, 0], d[:, 2], (s[0], s[2])),
+        oriented(f"x = {nx // 2} of {nx}", cuts.x, d[:, 1], d[:, 2], (s[1], s[2])),
     ]
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from ..writers import _NIFTI_CODES
 from .model import StackPositions, VolumeInfo
 from .naive import BeforeAfter, before_after, read_sources
-from .planes import (PLANE_PX, THUMB_PX, Plane, display_window, mid_planes, save_png,
-                     square_pixels, to_rgb)
+from .planes import (PLANE_PX, THUMB_PX, Cuts, Plane, cuts_of, display_window, mid_planes,
+                     save_png, square_pixels, to_rgb)
 from .positions import DPI, FIG_SIZE, PositionPlot, position_plot
 
 
@@ -88,25 +88,33 @@ def picture(rgb: np.ndarray, imgdir: str, name: str, plane: Optional[Plane] = No
                    plane.letters if plane is not None else None)
 
 
-def render_volume(vol: VolumeInfo, imgdir: str, anchor: str) -> Rendered:
-    """Every picture of one written volume; a failure is reported in ``errors``."""
+def volume_cuts(vol: VolumeInfo) -> Cuts:
+    """The mid-planes of a written volume, read from its file (t = 0 of a 4D one)."""
+    array = load_array(vol.path, vol.fmt)
+    if vol.n_fourth > 1 and array.ndim == 4 and vol.components == 1:
+        array = array[0]
+    return cuts_of(array)
+
+
+def render_volume(vol: VolumeInfo, imgdir: str, anchor: str,
+                  cuts: Optional[Cuts] = None) -> Rendered:
+    """Every picture of one written volume; a failure is reported in ``errors``.  ``cuts``
+    are its mid-planes when the caller has them (convert --qc), else the file is read."""
     r = Rendered(anchor)
-    try:
-        array = load_array(vol.path, vol.fmt)
-    except Exception as exc:  # one unreadable volume never stops the page
-        r.errors.append(f"{vol.path}: cannot be read ({type(exc).__name__}: {exc})")
-        array = None
-    if array is not None:
-        if vol.n_fourth > 1 and array.ndim == 4 and vol.components == 1:
-            array = array[0]
-        _draw_planes(r, vol, array, imgdir)
+    if cuts is None:
+        try:
+            cuts = volume_cuts(vol)
+        except Exception as exc:  # one unreadable volume never stops the page
+            r.errors.append(f"{vol.path}: cannot be read ({type(exc).__name__}: {exc})")
+    if cuts is not None:
+        _draw_planes(r, vol, cuts, imgdir)
     if vol.positions is not None:
         r.plot, r.plot_data = plot_positions(vol.positions, imgdir, anchor)
     return r
 
 
-def _draw_planes(r: Rendered, vol: VolumeInfo, array: np.ndarray, imgdir: str) -> None:
-    planes = mid_planes(array, vol.affine)
+def _draw_planes(r: Rendered, vol: VolumeInfo, cuts: Cuts, imgdir: str) -> None:
+    planes = mid_planes(cuts, vol.affine)
     fill = vol.resample.fill_value if vol.resample and vol.resample.fill_voxels else None
     window = display_window(planes, exclude=fill)
     for k, p in enumerate(planes):
@@ -124,7 +132,7 @@ def _draw_planes(r: Rendered, vol: VolumeInfo, array: np.ndarray, imgdir: str) -
         r.errors.append(f"before/after: the source slices cannot be read ({type(exc).__name__}: "
                         f"{exc})")
         return
-    ba = before_after(vol, array, source, window)
+    ba = before_after(vol, cuts, source, window)
     r.comparison = ba
     r.before = picture(ba.before.values, imgdir, f"{r.anchor}_before.png", ba.before)
     r.before.letters = None  # a naive stack has no true geometry
