@@ -42,26 +42,36 @@ def write_scan_qc(result, folder: str, policy=None) -> str:
     return _write(result, folder, policy)
 
 
-def preload() -> None:
-    """Import matplotlib's figure and Agg backend in a background thread.
+_PRELOAD: list = []
 
-    ``convert --qc`` calls this before converting: the import (most of the page's fixed cost)
-    then overlaps with decoding and writing, which spend their time in numpy, file I/O and
-    ISA-L, outside the interpreter lock.
+
+def preload() -> None:
+    """Import matplotlib and draw a tiny figure (fonts loaded) in a background thread.
+
+    ``convert --qc`` calls this before converting: that fixed cost of the page then overlaps
+    with decoding and writing, which spend their time in numpy, file I/O and ISA-L, outside the
+    interpreter lock.  :func:`require_matplotlib` waits for it before any drawing.
     """
     import threading
 
     def work():
         try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-        except ImportError:  # reported by require_matplotlib when the page is written
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(1, 1), dpi=20)
+            fig.add_subplot().plot([0, 1], label="x")
+            FigureCanvasAgg(fig).draw()
+        except Exception:  # reported by require_matplotlib when the page is written
             pass
-    threading.Thread(target=work, name="qc-preload", daemon=True).start()
+    t = threading.Thread(target=work, name="qc-preload", daemon=True)
+    t.start()
+    _PRELOAD.append(t)
 
 
 def require_matplotlib() -> None:
     """Raise a one-line error naming the extra to install when matplotlib is missing."""
+    while _PRELOAD:
+        _PRELOAD.pop().join()
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -122,29 +122,39 @@ def _draw_steps(ax, sp: StackPositions, data: PositionPlot):
                    label=f"median {sp.nominal:.4g} mm \u00b1{sp.spacing_rel:.0%}")
         ax.axhline(sp.nominal, color="#2a7", linewidth=0.8)
     ax.plot(mid, data.steps, "-", color="#999", linewidth=0.6)
-    labelled = 0
     for kind in ("regular", "duplicate", "missing", "irregular"):
         idx = [k for k, x in enumerate(data.kinds) if x == kind]
-        if not idx:
-            continue
-        ax.plot(mid[idx], data.steps[idx], "o", ms=3.5, color=COLOURS[kind],
-                label=f"{kind} ({len(idx)})")
-        last = None
-        for k in idx if kind != "regular" else []:
-            if labelled < MAX_LABELS and (last is None or k > last + 1 or
-                                          abs(data.steps[k] - data.steps[last]) > 0.05 * sp.nominal):
-                text = (f"{data.missing[k]} missing" if kind == "missing" else
-                        "duplicate" if kind == "duplicate" else f"{data.steps[k]:.3g} mm")
-                ax.annotate(text, (mid[k], data.steps[k]), xytext=(3, 4),
-                            textcoords="offset points", fontsize=7, color=COLOURS[kind])
-                labelled += 1
-            last = k
+        if idx:
+            ax.plot(mid[idx], data.steps[idx], "o", ms=3.5, color=COLOURS[kind],
+                    label=f"{kind} ({len(idx)})")
+    for k in _labelled_steps(data, sp.nominal):
+        kind = data.kinds[k]
+        text = (f"{data.missing[k]} missing" if kind == "missing" else
+                "duplicate" if kind == "duplicate" else f"{data.steps[k]:.3g} mm")
+        ax.annotate(text, (mid[k], data.steps[k]), xytext=(3, 4), textcoords="offset points",
+                    fontsize=7, color=COLOURS[kind])
     for x in data.splits:
         ax.axvline(x, color=COLOURS["split"], linestyle="--")
     ax.set_ylabel("step to next (mm)", fontsize=8)
     ax.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
     top = float(np.nanmax(data.steps)) if data.steps.size else 1.0
     ax.set_ylim(bottom=min(0.0, float(np.nanmin(data.steps))), top=top * 1.35 + 1e-6)
+
+
+def _labelled_steps(data: PositionPlot, nominal: float) -> list:
+    """Steps that get a text label: the first of each run of alike irregular steps, at most
+    MAX_LABELS, so a long run of 7 mm steps is labelled once."""
+    out, prev = [], None
+    for k, kind in enumerate(data.kinds):
+        if kind == "regular":
+            prev = None
+            continue
+        alike = prev is not None and data.kinds[prev] == kind and \
+            abs(data.steps[k] - data.steps[prev]) <= 0.05 * nominal
+        if not alike and len(out) < MAX_LABELS:
+            out.append(k)
+        prev = k
+    return out
 
 
 def _draw_tilt(ax, sp: StackPositions, data: PositionPlot):
