@@ -214,6 +214,9 @@ def scan_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], no_geometry: bool = _P["no_geometry"],
     engine: Engine = _P["engine"],
+    qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
+                                          "DIR/index.html with the slice-position plot of every "
+                                          "stack (headers only, no pixels decoded)."),
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
     convert would do with them under the given policy."""
@@ -230,6 +233,9 @@ def scan_cmd(
             typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
         else:
             typer.echo(scan_table(result, policy))
+        if qc_dir is not None and result.groups:
+            from .qc.cli import write_scan_page
+            typer.echo(f"wrote {write_scan_page(result, qc_dir, policy)}", err=as_json)
         if not result.groups:
             from .errors import NoDicomError
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
@@ -254,6 +260,8 @@ def convert_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
     no_geometry: bool = _P["no_geometry"], engine: Engine = _P["engine"],
+    qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
+                            "QC page (see 'dicomrecon qc')."),
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
@@ -265,9 +273,13 @@ def convert_cmd(
     def run():
         from .conversion import convert
         from .errors import NoDicomError
+        keep = None
+        if qc:
+            from .qc.cli import collector
+            keep = collector()
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, policy=policy, progress=bar)
+                             name=name, policy=policy, progress=bar, on_output=keep)
         for path, why in result.skipped:
             if not quiet:
                 typer.echo(f"skipped {path}: {why}", err=True)
@@ -282,6 +294,11 @@ def convert_cmd(
         if not result.outputs and not result.refused:
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
+        if qc:
+            from .qc.cli import write_page
+            page = write_page(output, keep.cuts)
+            if not quiet:
+                typer.echo(f"wrote {page}")
         if result.refused:
             code = ExitCode.PARTIAL if result.outputs else ExitCode.NOTHING_CONVERTED
             raise typer.Exit(int(code))
@@ -337,6 +354,10 @@ def export_cmd(
                    "reference")
     _run(run)
 # --- export command (end)
+
+
+from .qc.cli import register as _register_qc  # noqa: E402  (the qc command)
+_register_qc(app, _run)
 
 
 def main():  # console-script entry point

@@ -238,10 +238,13 @@ def check_output_dir(outdir: str, inputs: str) -> str:
 def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Optional[str] = None,
             name: str = DEFAULT_NAME, policy: Policy = DEFAULT_POLICY,
             scan_result: Optional[ScanResult] = None,
-            progress: Optional[Callable] = None) -> ConversionResult:
+            progress: Optional[Callable] = None,
+            on_output: Optional[Callable] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
-    ``progress(stage, label, done, total)`` is called as work advances.  Groups that cannot be
+    ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
+    array)`` after each volume is written, with the array written (``convert --qc`` keeps
+    its mid-planes instead of reading the file back).  Groups that cannot be
     reconstructed correctly are listed in ``result.refused`` with their reasons; the others are
     still written.  A ``dicomrecon-report.json`` in ``outdir`` lists outputs, refusals and
     skipped files.
@@ -291,6 +294,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
+            if on_output:
+                on_output(result.outputs[-1], array)
         for vp in todo:
             if id(vp) in merged:
                 continue
@@ -305,6 +310,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
+            if on_output:
+                on_output(result.outputs[-1], vol.array)
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
 
