@@ -284,6 +284,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                          description=f"dicomrecon {__version__} {label}",
                          progress=_stage(progress, "write", label))
             side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
+            _diffusion_4d(side, os.path.join(outdir, stem), vps, vols[0].affine)
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
@@ -303,6 +304,14 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                                          tuple(vol.array.shape[:3][::-1])))
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
+
+
+def _diffusion_4d(side: dict, stem: str, vps: list, affine) -> None:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids)."""
+    from .bids.diffusion import write_diffusion
+    rec = write_diffusion(stem, vps, affine)
+    if rec is not None:
+        side["diffusion"] = rec
 
 
 def _stage(progress, stage: str, label: str):
@@ -346,8 +355,8 @@ def merge_sets(plans: list) -> list:
         g = vp.group
         if vp.kind != "stack" or g.repeat_key is None or vp.part or \
                 any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
-                vp.slices[0].samples_per_pixel != 1:
-            continue
+                vp.slices[0].samples_per_pixel != 1 or vp.slices[0].extra.get("diffusion_trace"):
+            continue  # trace/isotropic diffusion images are never part of a 4D
         others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items()
                               if k not in FOURTH_AXIS_KEYS + ECHO_KEYS))
         aff = np.round(stack_affine(vp), 3).tobytes()

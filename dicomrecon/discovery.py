@@ -204,6 +204,8 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
             "SeriesNumber": h.series_number,
             "ImageType": _image_kind(h.image_type),
+            # diffusion trace/isotropic images (vendor.diffusion): never with the DWI volumes
+            "DiffusionTrace": h.extra.get("diffusion_trace"),
         }
         for ckeys, ciop, members in clusters:
             if ckeys == keys and ((ciop is None and h.iop is None) or (

@@ -84,6 +84,14 @@ TAGS = list(TAG_TABLE)
 
 _KEYWORD_OF = {tag: kw for kw, (tag, _, _) in TAG_TABLE.items()}
 _VR_OF = {tag: vr for tag, vr, _ in TAG_TABLE.values()}
+
+# --- vendor tags (diffusion encoding, phase direction): see dicomrecon/vendor/diffusion.py
+from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS  # noqa: E402
+
+TAGS += [tag for tag, _, _ in _VENDOR_TAGS.values()]
+_KEYWORD_OF.update({tag: kw for kw, (tag, _, _) in _VENDOR_TAGS.items()})
+_VR_OF.update({tag: vr for tag, vr, _ in _VENDOR_TAGS.values()})
+_VENDOR_KEYS = tuple(_VENDOR_TAGS) + ("ImageComments",)
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
            "US or SS": "H"}
 _NUMERIC_TEXT = {"DS": float, "IS": int}
@@ -414,14 +422,26 @@ def read_headers(path: str) -> list:
     :class:`SkipFile` with a reason."""
     h = read_header(path)
     has_groups = h.extra.pop("_functional_groups")
+    vendor = h.extra.pop("_vendor")
     if h.number_of_frames > 1 and has_groups:
-        return expand_frames(h)
+        return _label_vendor(expand_frames(h), vendor)
     if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
             and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
-        return expand_mosaic(h)
+        return _label_vendor(expand_mosaic(h), vendor)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
         h.extra["unexpanded_frames"] = True
-    return [h]
+    return _label_vendor([h], vendor)
+
+
+def _label_vendor(headers: list, vendor: dict) -> list:
+    """Diffusion b-value/direction from standard or vendor tags (dicomrecon.vendor)."""
+    from .vendor.diffusion import label_diffusion
+    for h in headers:
+        label_diffusion(h, {**vendor, "DiffusionBValue": h.diffusion_bvalue,
+                            "DiffusionGradientOrientation": h.diffusion_direction,
+                            "DiffusionDirectionality": h.extra.get("DiffusionDirectionality")
+                            or vendor.get("DiffusionDirectionality")})
+    return headers
 
 
 def _pydicom_header(fp, path: str):
@@ -544,7 +564,8 @@ def read_header(path: str) -> SliceHeader:
         extra={**{k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
                                              "BodyPartExamined") if ds.get(k) is not None},
                "_functional_groups": "PerFrameFunctionalGroupsSequence" in ds
-               or "SharedFunctionalGroupsSequence" in ds},
+               or "SharedFunctionalGroupsSequence" in ds,
+               "_vendor": {k: ds[k] for k in _VENDOR_KEYS if ds.get(k) is not None}},
     )
 
 
@@ -609,6 +630,7 @@ def _frames(h: SliceHeader, ds) -> list:
             d["extra"]["StackID"] = _str(content, "StackID")
         if diff:
             d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
+            d["extra"]["DiffusionDirectionality"] = _str(diff, "DiffusionDirectionality")
             gseq = diff.get("DiffusionGradientDirectionSequence")
             if gseq:
                 d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
