@@ -280,11 +280,12 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                 np.result_type(*[v.array.dtype for v in vols]), copy=False)
             path = os.path.join(outdir, stem + ext)
             label = "+".join(vp.label for vp in vps)
+            tr = time_axis_tr(vps)
             write_volume(path, array, vols[0].affine, fmt,
                          description=f"dicomrecon {__version__} {label}",
-                         progress=_stage(progress, "write", label))
+                         progress=_stage(progress, "write", label), tr=tr)
             side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
-            _diffusion_4d(side, os.path.join(outdir, stem), vps, vols[0].affine)
+            _diffusion_4d(side, os.path.join(outdir, stem), vps, vols[0].affine, tr)
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
@@ -299,19 +300,46 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                          description=f"dicomrecon {__version__} {vp.label}",
                          progress=_stage(progress, "write", vp.label))
             sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
+            side = sidecar(vol, scan_result.root, os.path.basename(path), fmt)
+            dif = vp.slices[0].extra.get("diffusion")
+            if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
+                side["diffusion"] = dif.to_dict()
+            write_json(sidecar_path, side)
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
 
 
-def _diffusion_4d(side: dict, stem: str, vps: list, affine) -> None:
-    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids)."""
+#: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].
+TIME_KEYS = ("TemporalPositionIdentifier", "AcquisitionNumber", "SOPInstanceUID", "repeat")
+
+
+def time_axis_tr(vps: list):
+    """The repetition time in seconds when the 4th axis of a --4d set is time (the volumes
+    differ only in a time key, none is diffusion-weighted) and every volume has the same
+    (0018,0080) RepetitionTime; else None (pixdim[4] stays 1, no time unit)."""
+    keys = fourth_axis_keys(vps)
+    if not keys or any(k not in TIME_KEYS for k in keys) or \
+            any(getattr(vp.slices[0].extra.get("diffusion"), "b", 0) > 0 for vp in vps):
+        return None
+    trs = {vp.slices[0].extra.get("RepetitionTime") for vp in vps}
+    tr = trs.pop() if len(trs) == 1 else None
+    return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
+
+
+def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids);
+    the time axis of a 4D time series."""
     from .bids.diffusion import write_diffusion
     rec = write_diffusion(stem, vps, affine)
     if rec is not None:
         side["diffusion"] = rec
+    if tr is not None:
+        side["fourth_axis"]["note"] = (
+            f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} s, "
+            "xyzt_units = mm + s")
+        side["fourth_axis"]["repetition_time_s"] = tr
 
 
 def _stage(progress, stage: str, label: str):

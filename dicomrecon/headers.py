@@ -437,6 +437,8 @@ def _label_vendor(headers: list, vendor: dict) -> list:
     """Diffusion b-value/direction from standard or vendor tags (dicomrecon.vendor)."""
     from .vendor.diffusion import label_diffusion
     for h in headers:
+        if vendor.get("RepetitionTime") is not None:
+            h.extra.setdefault("RepetitionTime", vendor["RepetitionTime"])
         label_diffusion(h, {**vendor, "DiffusionBValue": h.diffusion_bvalue,
                             "DiffusionGradientOrientation": h.diffusion_direction,
                             "DiffusionDirectionality": h.extra.get("DiffusionDirectionality")
@@ -606,6 +608,7 @@ def _frames(h: SliceHeader, ds) -> list:
         ftype = (_fg(fr, shared, "MRImageFrameTypeSequence") or _fg(fr, shared, "CTImageFrameTypeSequence")
                  or _fg(fr, shared, "PETFrameTypeSequence"))
         trig = _fg(fr, shared, "CardiacSynchronizationSequence")
+        timing = _fg(fr, shared, "MRTimingAndRelatedParametersSequence")
         where = f"{h.path} frame {k + 1}"
         d = dict(h.__dict__)
         d.update(frame=k, extra=dict(h.extra))
@@ -634,6 +637,8 @@ def _frames(h: SliceHeader, ds) -> list:
             gseq = diff.get("DiffusionGradientDirectionSequence")
             if gseq:
                 d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
+        if timing and _num(timing, "RepetitionTime") is not None:
+            d["extra"]["RepetitionTime"] = _num(timing, "RepetitionTime")
         if trig:
             d["trigger_time"] = _num(trig, "NominalCardiacTriggerDelayTime")
         if ftype:

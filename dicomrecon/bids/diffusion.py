@@ -20,8 +20,8 @@ def write_diffusion(stem: str, plans: list, affine_lps) -> Optional[dict]:
     patient space; otherwise only the .bval, and the record says why.
     """
     table = [volume_diffusion(p) for p in plans]
-    if all(d is None for d in table):
-        return None
+    if all(d is None or d.b == 0 for d in table):
+        return None  # not diffusion-weighted (GE writes b = 0 in every EPI image)
     missing = [i for i, d in enumerate(table) if d is None]
     if missing:
         return {"bval": None, "bvec": None, "note": f"volume(s) {missing} have no b-value: "

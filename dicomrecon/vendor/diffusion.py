@@ -41,6 +41,7 @@ from typing import Optional
 #: each is used only when (0008,0070) Manufacturer names that vendor.
 PRIVATE_TAGS = {
     "InPlanePhaseEncodingDirection": (0x00181312, "CS", "In-plane Phase Encoding Direction"),
+    "RepetitionTime": (0x00180080, "DS", "Repetition Time"),
     "DiffusionDirectionality": (0x00189075, "CS", "Diffusion Directionality"),
     "GE_BValue": (0x00431039, "IS", "GE Slop_int_6..9 (b-value)"),
     "GE_DiffusionX": (0x001910BB, "DS", "GE user data 20 (gradient along frequency)"),
