@@ -428,6 +428,9 @@ def read_headers(path: str) -> list:
     if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
             and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
         return _label_vendor(expand_mosaic(h), vendor)
+    from .vendor.uih import expand_vframe, is_vframe
+    if is_vframe(h):  # UIH virtual-frame mosaic, placed by its per-slice private sequence
+        return _label_vendor(expand_vframe(h, SliceHeader), vendor)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
         h.extra["unexpanded_frames"] = True
     return _label_vendor([h], vendor)

@@ -105,3 +105,29 @@ def test_trace_images_are_separate_volumes(corpus, tmp_path):
     traces = sorted(s["diffusion"]["b_value"] for s in sides if "diffusion" in s)
     assert traces == sorted(b for b in theirs if b > 0)
     assert all(s["diffusion"]["trace"] for s in sides if "diffusion" in s)
+
+
+@needs_dcm2niix
+@pytest.mark.parametrize("name", ["uih_dti_dir16_ap", "uih_dti_vframe_no_ipp"])
+def test_uih_vframe_placed_in_world(corpus, tmp_path, name):
+    """UIH VFRAME mosaics (no top-level IPP) are converted; every voxel lies where dcm2niix
+    puts it, with the same values, and each slice's first voxel is the IPP of its item in the
+    private per-slice sequence (0065,1051)."""
+    import pydicom
+    from worldcompare import reindex, same_world_grid
+
+    run_dcm2niix(str(corpus / name), str(tmp_path / "d2n"))
+    ours = _ours(corpus / name, tmp_path / "ours")
+    assert len(ours) == 1
+    od, oa = load_scaled(ours[0] + ".nii")
+    dd, da = load_scaled(dcm2niix_outputs(str(tmp_path / "d2n"))[0] + ".nii")
+    mapping = same_world_grid(oa, od.shape, da, dd.shape, tol=1e-3)
+    pairs = pair_volumes(volume_sums(od), volume_sums(dd), rel=1e-4)
+    for t, j in enumerate(pairs):
+        assert np.array_equal(reindex(dd[..., j], mapping, od.shape[:3]), od[..., t])
+    first = sorted((corpus / name).iterdir())[0]
+    items = pydicom.dcmread(first, stop_before_pixels=True)[0x0065, 0x1051].value
+    ipps = np.array([[float(v) for v in it.ImagePositionPatient] for it in items])
+    origins = np.array([(oa @ [0, 0, k, 1])[:3] for k in range(od.shape[2])])
+    for p in ipps:
+        assert np.min(np.abs(origins - p).max(axis=1)) < 1e-3, p

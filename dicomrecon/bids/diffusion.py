@@ -26,7 +26,7 @@ def write_diffusion(stem: str, plans: list, affine_lps) -> Optional[dict]:
     if missing:
         return {"bval": None, "bvec": None, "note": f"volume(s) {missing} have no b-value: "
                 "no .bval/.bvec written"}
-    unknown = [d.note for d in table if d.b > 0 and not d.trace and d.direction is None]
+    unknown = [d.note for d in table if d.note]
     bvals = [d.b for d in table]
     dirs = [d.direction if d.direction is not None else (float("nan"),) * 3 for d in table]
     bval, bvec = write_bval_bvec(stem, bvals, dirs, affine_lps)

@@ -14,7 +14,7 @@ GE          (0043,1039) first value (values above 1e9 carry a      image (see
             1e9 flag, removed), (0019,10BB/BC/BD) direction        :func:`image_to_patient`);
                                                                    needs (0018,1312)
 Philips     (2001,1003) b-value, (2005,10B0/B1/B2) RL/AP/FH        patient (LPS)
-UIH         (0065,1009) b-value, (0065,1037) direction             patient (LPS)
+UIH         (0065,1009) b-value, (0065,1037) direction             image
 Canon       (0018,9087) b-value, ImageComments (0020,4000)         image, as GE
             ``b=1500(x,y,z)``
 ==========  =====================================================  ===========================
@@ -164,7 +164,7 @@ def _raw_sources(values: dict, vendor: str) -> list:
                     "patient", "Philips (2001,1003)/(2005,10B0..10B2)"))
     elif vendor == "UIH":
         out.append((_first(values.get("UIH_BValue")),
-                    _floats(values.get("UIH_DiffusionDirection"), 3), "patient",
+                    _floats(values.get("UIH_DiffusionDirection"), 3), "image",
                     "UIH (0065,1009)/(0065,1037)"))
     elif vendor == "Canon":
         parsed = canon_comment(values.get("ImageComments"))
@@ -188,17 +188,22 @@ def image_to_patient(raw, iop, phase_rc: str, vendor: str = "GE") -> Optional[tu
 
     * GE, phase along columns (``COL``): (x, y, -z); along rows (``ROW``): (y, -x, -z);
     * Canon ``COL``: (y, x, -z) (Canon ``ROW``: not known, no direction);
+    * UIH (0065,1037): (x, y, z), whatever the phase direction;
     * coronal slices negate the column component (dcm2niix's per-orientation flips).
 
     These are dcm2niix's geCorrectBvecs rules (after Xiangrui Li's dicm2nii) written in patient
     space, checked against dcm2niix on the corpus (Canon DWI; GE DWI with (0018,1312) set).
     """
-    if iop is None or phase_rc not in ("ROW", "COL") or (vendor == "Canon" and phase_rc == "ROW"):
+    if iop is None:
         return None
     row, col = iop[:3], iop[3:]
     normal = (row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2],
               row[0] * col[1] - row[1] * col[0])
     x, y, z = raw
+    if vendor == "UIH":  # along row, column and normal, whatever the phase direction
+        return _unit(tuple(x * row[i] + y * col[i] + z * normal[i] for i in range(3)))
+    if phase_rc not in ("ROW", "COL") or (vendor == "Canon" and phase_rc == "ROW"):
+        return None
     a, b = ((y, x) if vendor == "Canon" else (x, y) if phase_rc == "COL" else (y, -x))
     if max(range(3), key=lambda i: abs(normal[i])) == 1:  # coronal
         b = -b
