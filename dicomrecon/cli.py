@@ -240,6 +240,9 @@ def convert_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
     no_geometry: bool = _P["no_geometry"],
+    bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
+                              "degrees) at the top level, dicomrecon's record under "
+                              "\"dicomrecon\" (see README \"Diffusion and BIDS\")."),
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry)
@@ -252,7 +255,7 @@ def convert_cmd(
         from .errors import NoDicomError
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, policy=policy, progress=bar)
+                             name=name, policy=policy, progress=bar, bids=bids)
         for path, why in result.skipped:
             if not quiet:
                 typer.echo(f"skipped {path}: {why}", err=True)
