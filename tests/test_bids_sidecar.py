@@ -89,7 +89,8 @@ def test_bids_sidecar_keys_and_units_follow_the_schema(corpus, tmp_path):
     # written by dcm2niix too, outside the BIDS schema's metadata (kept for heudiconv users)
     extras = {"Modality", "InPlanePhaseEncodingDirectionDICOM", "ImageType", "SeriesNumber",
               "AcquisitionTime", "ConversionSoftware", "ConversionSoftwareVersion",
-              "EchoNumber", "SpacingBetweenSlices", "SliceThickness", "SeriesDescription"}
+              "EchoNumber", "SpacingBetweenSlices", "SliceThickness", "SeriesDescription",
+              "ProtocolName"}
     for k in keys:
         assert k in meta or k in extras, f"{k} is not a BIDS metadata field"
         if k in meta and meta[k].get("unit") == "s":
