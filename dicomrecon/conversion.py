@@ -288,7 +288,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
             _diffusion_4d(side, os.path.join(outdir, stem), vps, vols[0].affine, tr)
             sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, _with_bids(side, vps[0], vols[0].affine) if bids else side)
+            write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if bids else side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
         for vp in todo:
             if id(vp) in merged:
@@ -305,7 +305,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             dif = vp.slices[0].extra.get("diffusion")
             if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
                 side["diffusion"] = dif.to_dict()
-            write_json(sidecar_path, _with_bids(side, vp, vol.affine) if bids else side)
+            write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if bids else side)
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
@@ -343,10 +343,10 @@ def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
         side["fourth_axis"]["repetition_time_s"] = tr
 
 
-def _with_bids(side: dict, vp: VolumePlan, affine) -> dict:
+def _with_bids(side: dict, plans: list, affine) -> dict:
     """BIDS keys at the top level, dicomrecon's sidecar under "dicomrecon"."""
     from .bids.sidecar import bids_keys
-    return {**bids_keys(vp, affine), "dicomrecon": side}
+    return {**bids_keys(plans, affine), "dicomrecon": side}
 
 
 def _stage(progress, stage: str, label: str):

@@ -17,7 +17,8 @@ SeriesNumber                       (0020,0011)
 ImageType                          (0008,0008) (enhanced: FrameType)
 ScanningSequence                   (0018,0020)
 SequenceVariant                    (0018,0021)
-SequenceName                       (0018,0024) (enhanced: PulseSequenceName)
+SequenceName                       (0018,0024); enhanced (0018,9005); GE
+                                   (0019,109C)
 EchoTime                           (0018,0081) / EffectiveEchoTime         s (from ms)
 RepetitionTime                     (0018,0080)                             s (from ms)
 InversionTime                      (0018,0082)                             s (from ms)
@@ -27,22 +28,28 @@ SpacingBetweenSlices               (0018,0088)                             mm
 EchoNumber                         (0018,0086)
 AcquisitionTime                    (0008,0032) as HH:MM:SS.ffffff
 InPlanePhaseEncodingDirectionDICOM (0018,1312)
-PhaseEncodingDirection             (0018,1312) + Siemens CSA               i/j/k, sign
-                                   PhaseEncodingDirectionPositive
-SliceTiming                        Siemens CSA MosaicRefAcqTimes (ms);     s
-                                   enhanced MR FrameAcquisitionDateTime
-MultibandAccelerationFactor        Siemens XA (0018,9155) 'Parallel
-                                   Reduction Factor out-of-plane'
+PhaseEncodingDirection             (0018,1312) + vendor polarity           i/j/k, sign
+                                   (vendor.acquisition); omitted when the
+                                   polarity is unknown
+EffectiveEchoSpacing               1 / (phase bandwidth x ReconMatrixPE);  s
+                                   GE (0043,102C) with ASSET 1
+TotalReadoutTime                   EffectiveEchoSpacing x (ReconMatrixPE   s
+                                   - 1)
+SliceTiming                        vendor.acquisition slice times, minus   s
+                                   the first
+MultibandAccelerationFactor        vendor.acquisition
 ConversionSoftware(Version)        dicomrecon
 =================================  ======================================  ==============
 """
 
 from __future__ import annotations
 
-import datetime
 from typing import Optional
 
 import numpy as np
+
+from ..vendor.acquisition import (ge_echo_spacing, multiband_factor, phase_bandwidth,
+                                  phase_encoding, raw_slice_times)
 
 #: (BIDS key, DICOM keyword, scale) of plain tags; scale 0.001 turns ms into s.
 PLAIN = [
@@ -59,6 +66,9 @@ PLAIN = [
     ("EchoNumber", "EchoNumbers", 1),
     ("InPlanePhaseEncodingDirectionDICOM", "InPlanePhaseEncodingDirection", None),
 ]
+#: Other tags holding the same value: (BIDS key, DICOM keyword or tag, vendor prefix or "").
+FALLBACK = [("SequenceName", "PulseSequenceName", ""),          # enhanced MR (0018,9005)
+            ("SequenceName", 0x0019109C, "GE")]                 # GE pulse sequence name
 #: Enhanced-MR functional groups that hold some of the same values.
 _ENHANCED = {"EchoTime": ("MREchoSequence", "EffectiveEchoTime"),
              "RepetitionTime": ("MRTimingAndRelatedParametersSequence", "RepetitionTime"),
@@ -106,15 +116,18 @@ def plain_keys(ds) -> dict:
             val = "\\".join(val)
         if val is not None:
             out[key] = val
+    vendor = str(ds.get("Manufacturer") or "").upper()
+    for key, kw, maker in FALLBACK:
+        el = ds.get(kw)
+        val = getattr(el, "value", el)
+        if key not in out and val and vendor.startswith(maker):
+            out[key] = str(val).strip()
     it = ds.get("ImageType")
     if it:
         out["ImageType"] = [str(x) for x in it]
-    t = ds.get("AcquisitionTime")
+    t = ds.get("AcquisitionTime") or str(ds.get("AcquisitionDateTime") or "")[8:]
     if t:
         out["AcquisitionTime"] = _bids_time(str(t))
-    mb = _enhanced(ds, "MRModifierSequence", "ParallelReductionFactorOutOfPlane")
-    if mb is not None and float(mb) > 1:
-        out["MultibandAccelerationFactor"] = int(float(mb))
     return out
 
 
@@ -125,112 +138,75 @@ def _bids_time(t: str) -> str:
     return f"{hh}:{mm}:{ss}.{(frac + '000000')[:6]}"
 
 
-def _csa(ds) -> dict:
-    try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from nibabel.nicom import csareader
-        csa = csareader.get_csa_header(ds, "image")
-        tags = csa["tags"] if csa else {}
-        out = {k: tags[k]["items"] for k in ("MosaicRefAcqTimes", "PhaseEncodingDirectionPositive")
-               if k in tags and tags[k]["items"]}
-        if "PhaseEncodingDirectionPositive" in out:
-            out["PhaseEncodingDirectionPositive"] = out["PhaseEncodingDirectionPositive"][0]
-        return out
-    except Exception:  # no or damaged CSA header: no CSA-derived keys
-        return {}
-
-
-def phase_encoding_direction(ds, csa: dict, affine_lps) -> Optional[str]:
-    """i/j/k with sign relative to the written axes, from (0018,1312) and the Siemens CSA
-    PhaseEncodingDirectionPositive polarity; None when either is unknown.
-
-    Siemens' "positive" phase direction runs along +column index for ``COL`` (and +row index
-    for ``ROW``) of the DICOM image read as stored, the convention dcm2niix documents; the
-    patient-space vector is then expressed on the written image's axes.
-    """
-    rc = str(ds.get("InPlanePhaseEncodingDirection") or _enhanced(
-        ds, "MRFOVGeometrySequence", "InPlanePhaseEncodingDirection") or "").upper()
-    pos = csa.get("PhaseEncodingDirectionPositive")
-    iop = ds.get("ImageOrientationPatient") or _enhanced(
-        ds, "PlaneOrientationSequence", "ImageOrientationPatient")
-    if rc not in ("ROW", "COL") or pos is None or iop is None:
-        return None
-    iop = np.asarray([float(x) for x in iop])
-    vec = (iop[3:] if rc == "COL" else iop[:3]) * (1 if int(pos) == 1 else -1)
+def _axis_code(vec, affine_lps) -> str:
+    """i/j/k (with "-") of the written axis closest to the patient-space vector ``vec``."""
     axes = np.asarray(affine_lps, float)[:3, :3]
-    axes = axes / np.linalg.norm(axes, axis=0)
-    comp = axes.T @ vec
+    comp = (axes / np.linalg.norm(axes, axis=0)).T @ np.asarray(vec, float)
     k = int(np.argmax(np.abs(comp)))
     return "ijk"[k] + ("" if comp[k] > 0 else "-")
 
 
-def slice_timing(ds, csa: dict, slice_order: list) -> Optional[list]:
-    """Seconds from the start of the volume, one per written slice (z order)."""
-    times = csa.get("MosaicRefAcqTimes")
-    if times is not None and len(times) >= len(slice_order):
-        return [round(float(times[k]) / 1000.0, 6) for k in slice_order]
-    return None
-
-
-def enhanced_slice_timing(frames: list) -> Optional[list]:
-    """From FrameAcquisitionDateTime of the frames of one volume, in written slice order.
-
-    Not used yet: on Siemens XA30 it differs from dcm2niix's SliceTiming by up to 2.5 ms
-    (beyond the 1 ms the tests allow), so no SliceTiming is written for enhanced files."""
-    stamps = []
-    for dt in frames:
-        if not dt:
-            return None
-        s = str(dt)
-        try:
-            base = datetime.datetime.strptime(s[:14], "%Y%m%d%H%M%S")
-        except ValueError:
-            return None
-        frac = float("0" + s[14:]) if len(s) > 14 and s[14] == "." else 0.0
-        stamps.append(base.timestamp() + frac)
-    t0 = min(stamps)
-    return [round(t - t0, 6) for t in stamps]
-
-
-def bids_keys(plan, affine_lps) -> dict:
-    """The BIDS keys of a volume plan (its first image's tags, and each slice's timing)."""
-    import pydicom
-    from .. import __version__
-    first = plan.slices[0]
-    ds = pydicom.dcmread(first.path, stop_before_pixels=True)
-    out = plain_keys(ds)
-    csa = _csa(ds) if "SIEMENS" in (first.manufacturer or "").upper() else {}
-    st = slice_timing(ds, csa, [h.frame for h in plan.slices]) if "mosaic" in first.extra \
-        and not first.extra.get("uih_vframe") else None
-    if False and st is None and first.number_of_frames > 1:  # see enhanced_slice_timing
-        per = ds.get("PerFrameFunctionalGroupsSequence") or []
-        frames = []
-        for h in plan.slices:
-            fc = per[h.frame].get("FrameContentSequence") if h.frame < len(per) else None
-            frames.append(fc[0].get("FrameAcquisitionDateTime") if fc else None)
-        st = enhanced_slice_timing(frames)
-    if st is not None:
-        out["SliceTiming"] = st
-    pe = phase_encoding_direction(ds, csa, affine_lps)
-    if pe is None and first.number_of_frames > 1:
-        pe = _xa_phase_direction(ds, affine_lps)
-    if pe is not None:
-        out["PhaseEncodingDirection"] = pe
-    out["ConversionSoftware"] = "dicomrecon"
-    out["ConversionSoftwareVersion"] = __version__
+def phase_keys(ds, first, affine_lps) -> dict:
+    """PhaseEncodingDirection (only with a known polarity), EffectiveEchoSpacing and
+    TotalReadoutTime.  A positive polarity runs along +column direction of the DICOM image for
+    ``COL`` (+row direction for ``ROW``); the vector is then named on the written axes."""
+    axis = str(ds.get("InPlanePhaseEncodingDirection") or _enhanced(
+        ds, "MRFOVGeometrySequence", "InPlanePhaseEncodingDirection") or "")
+    pe = phase_encoding(ds, first.frame, axis)
+    out: dict = {}
+    if pe is None:
+        return out
+    iop = np.asarray(first.iop, float)
+    if pe.positive is not None:
+        vec = (iop[3:] if pe.axis == "COL" else iop[:3]) * (1 if pe.positive else -1)
+        out["PhaseEncodingDirection"] = _axis_code(vec, affine_lps)
+    recon_pe = first.rows if pe.axis == "COL" else first.columns
+    bw = phase_bandwidth(ds, first.frame)
+    ees = 1.0 / (bw[0] * recon_pe) if bw else ge_echo_spacing(ds)
+    if ees:
+        out["EffectiveEchoSpacing"] = round(ees, 9)
+        out["TotalReadoutTime"] = round(ees * (recon_pe - 1), 9)
     return out
 
 
-def _xa_phase_direction(ds, affine_lps) -> Optional[str]:
-    """Siemens XA enhanced: the polarity is (0021,111C) PhaseEncodingDirectionPositive."""
-    el = ds.get(0x0021111C)
-    if el is None:
-        return None
-    try:
-        pos = int(el.value if not isinstance(el.value, bytes) else
-                  int.from_bytes(el.value[:2], "little"))
-    except (TypeError, ValueError):
-        return None
-    return phase_encoding_direction(ds, {"PhaseEncodingDirectionPositive": pos}, affine_lps)
+def slice_timing_key(plans: list, read) -> Optional[list]:
+    """SliceTiming (s, written slice order) of a volume; for a 4D set the first volume's,
+    unless the second disagrees by more than 10 ms (Siemens XA60 stores wrong times in the
+    first volume, as the dcm_qa_xa60 README documents; UIH times jitter by ~1 ms): then the
+    second's."""
+    rel = []
+    for vp in plans[:2]:
+        raw = raw_slice_times(vp.slices, read)
+        if raw is None:
+            return None if not rel else rel[0]
+        t0 = min(raw[0])
+        rel.append([round(t - t0, 6) for t in raw[0]])
+    if len(rel) == 2 and max(abs(a - b) for a, b in zip(*rel)) > 1e-2:
+        return rel[1]
+    return rel[0]
+
+
+def bids_keys(plans: list, affine_lps) -> dict:
+    """The BIDS keys of a volume (``plans``: its plan, or the plans of a 4D set in order)."""
+    import pydicom
+    from .. import __version__
+    cache: dict = {}
+
+    def read(path):
+        if path not in cache:
+            cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
+        return cache[path]
+
+    first = plans[0].slices[0]
+    ds = read(first.path)
+    out = plain_keys(ds)
+    out.update(phase_keys(ds, first, affine_lps))
+    st = slice_timing_key(plans, read)
+    if st is not None:
+        out["SliceTiming"] = st
+    mb = multiband_factor(ds, first.frame)
+    if mb and mb > 1:
+        out["MultibandAccelerationFactor"] = mb
+    out["ConversionSoftware"] = "dicomrecon"
+    out["ConversionSoftwareVersion"] = __version__
+    return out
