@@ -190,8 +190,43 @@ def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
     name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
     name = _clean(name) or "series"
     if group_suffix and len(series.groups) > 1 and "%g" not in template:
-        name += f"_g{group.index}"
+        name += split_suffix(group.split_keys) or f"_g{group.index}"
     return name
+
+
+#: Name suffix per split key (README "Output names"); keys not listed give ``_g<index>``.
+_COMPONENT_SUFFIX = {"P": "_ph", "R": "_real", "I": "_imag", "FIELD_MAP": "_fmap"}
+
+
+def split_suffix(keys: dict) -> str:
+    """What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
+    ``_b1000``, ``_trace``, ``_t3``...); empty when no key has a suffix (orientation, matrix,
+    gradient direction, repeats...).
+
+    >>> split_suffix({"EchoNumbers": "2", "ImageType": "ORIGINAL\\M"})
+    '_e2'
+    >>> split_suffix({"ImageType": "ORIGINAL\\P", "DiffusionBValue": 1000.0})
+    '_ph_b1000'
+    """
+    out = ""
+    kind = str(keys.get("ImageType") or "").split("\\")
+    if "ImageType" in keys:
+        out += "".join(_COMPONENT_SUFFIX[k] for k in kind[1:] if k in _COMPONENT_SUFFIX)
+        out += "_loc" if "LOCALIZER" in kind else ""
+        out += "_derived" if kind and kind[0] == "DERIVED" else ""
+    if keys.get("EchoNumbers") is not None:
+        out += f"_e{_clean(str(keys['EchoNumbers']))}"
+    elif keys.get("EchoTime") is not None:
+        out += f"_te{float(keys['EchoTime']):g}"
+    if keys.get("DiffusionTrace"):
+        out += "_trace"
+    if keys.get("DiffusionBValue") is not None:
+        out += f"_b{float(keys['DiffusionBValue']):g}"
+    for key, tag in (("TemporalPositionIdentifier", "_t"), ("TriggerTime", "_tt"),
+                     ("AcquisitionNumber", "_a")):
+        if keys.get(key) is not None:
+            out += f"{tag}{keys[key]:g}" if isinstance(keys[key], float) else f"{tag}{keys[key]}"
+    return out
 
 
 @dataclass

@@ -131,3 +131,34 @@ def test_uih_vframe_placed_in_world(corpus, tmp_path, name):
     origins = np.array([(oa @ [0, 0, k, 1])[:3] for k in range(od.shape[2])])
     for p in ipps:
         assert np.min(np.abs(origins - p).max(axis=1)) < 1e-3, p
+
+
+def test_names_say_what_split_the_volumes(corpus, tmp_path):
+    """Echo/phase split (README: Philips dual echo, magnitude and phase) and trace images
+    get suffixes that say so, not only _g1.._g4."""
+    r = convert(str(corpus / "table_ph_dual_echo"), str(tmp_path / "a"), fmt="nii")
+    names = sorted(os.path.basename(o.path) for o in r.outputs)
+    assert names == ["1301_Dual-echo_iso_e1.nii", "1301_Dual-echo_iso_e2.nii",
+                     "1301_Dual-echo_iso_ph_e1.nii", "1301_Dual-echo_iso_ph_e2.nii"]
+    r = convert(str(corpus / "d2n_ph_dwi_4b_zero_vectors"), str(tmp_path / "b"), fmt="nii")
+    names = {os.path.basename(o.path) for o in r.outputs}
+    assert {"601_trace_b40.nii", "601_trace_b273.nii", "601_trace_b800.nii"} <= names
+
+
+@needs_dcm2niix
+@pytest.mark.parametrize("name", ["mosaic_si_fmri_ep2d_int", "stc_ge_fmri_rtia_asc",
+                                  "ge_fmri_multiphase_4d", "sag_si_xa30_enhanced_4d",
+                                  "heudi_si_dwi_mosaic_mb3"])
+def test_time_axis_in_nifti_header(corpus, tmp_path, name):
+    """A 4D time series carries TR (s) in pixdim[4] with xyzt_units mm + s, as dcm2niix
+    writes; a diffusion 4D has no time unit (its 4th axis is not time)."""
+    import nibabel as nib
+    run_dcm2niix(str(corpus / name), str(tmp_path / "d2n"))
+    theirs = nib.load(dcm2niix_outputs(str(tmp_path / "d2n"))[0] + ".nii").header
+    ours = nib.load(_ours(corpus / name, tmp_path / "ours")[0] + ".nii").header
+    if name.startswith("heudi"):
+        assert ours["xyzt_units"] == 2 and ours["pixdim"][4] == 1.0
+        return
+    assert ours["xyzt_units"] == 2 | 8
+    assert abs(ours["pixdim"][4] - theirs["pixdim"][4]) < 1e-6
+    assert theirs.get_xyzt_units() == ours.get_xyzt_units() == ("mm", "sec")
