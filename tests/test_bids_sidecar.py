@@ -145,3 +145,24 @@ def test_bids_sidecar_keys_and_units_follow_the_schema(corpus, tmp_path):
             vals = side[k] if isinstance(side[k], list) else [side[k]]
             assert all(0 <= v < 60 for v in vals), (k, side[k])  # seconds, not ms
     assert meta["FlipAngle"].get("unit") in ("degree", "deg", None)
+
+
+def test_cli_bids_flag(corpus, tmp_path):
+    """`convert --bids --4d`: exit 0, BIDS keys on top, dicomrecon's record under one key,
+    .bval/.bvec beside the DWI; without --bids the sidecar is dicomrecon's alone."""
+    from typer.testing import CliRunner
+    from dicomrecon.cli import app
+    src = corpus / "xa60_si_enh_dwi_sms2"
+    r = CliRunner().invoke(app, ["convert", str(src), "-o", str(tmp_path / "b"), "--4d",
+                                 "--bids", "-f", "nii", "-q"])
+    assert r.exit_code == 0, r.output
+    (stem,) = [p[:-4] for p in glob.glob(str(tmp_path / "b" / "*_4D.nii"))]
+    side = load_json(stem + ".json")
+    assert side["RepetitionTime"] == 3 and side["MultibandAccelerationFactor"] == 2
+    assert side["dicomrecon"]["diffusion"]["bvec"] == os.path.basename(stem) + ".bvec"
+    assert os.path.exists(stem + ".bval") and os.path.exists(stem + ".bvec")
+    r = CliRunner().invoke(app, ["convert", str(src), "-o", str(tmp_path / "p"), "--4d",
+                                 "-f", "nii", "-q"])
+    assert r.exit_code == 0, r.output
+    (plain,) = glob.glob(str(tmp_path / "p" / "*_4D.json"))
+    assert "RepetitionTime" not in load_json(plain) and "diffusion" in load_json(plain)
