@@ -108,7 +108,8 @@ def _fast_values(ds) -> dict:
     for tag, elem in ds._dict.items():
         kw = _KEYWORD_OF.get(int(tag))
         if kw is not None:
-            vr = getattr(elem, "VR", None) or _VR_OF[int(tag)]
+            vr = getattr(elem, "VR", None)
+            vr = vr if vr and vr != "UN" else _VR_OF[int(tag)]  # private tags may come as UN
             out[kw] = _convert(vr, elem.value, little, utf8)
     return out
 
@@ -240,7 +241,8 @@ def _walk_file(fp, size: int):
     _, pixel = _walk(r, meta_end, size, implicit, raw, top=True)
     charset = raw.get(0x00080005, (None, b""))[1] or b""
     utf8 = b"192" in charset
-    values = {_KEYWORD_OF[tag]: _convert(vr or _VR_OF[tag], value, True, utf8)
+    values = {_KEYWORD_OF[tag]: _convert(vr if vr and vr != "UN" else _VR_OF[tag], value,
+                                         True, utf8)  # private tags may come as UN
               for tag, (vr, value) in raw.items()}
     return values, ts, implicit, True, pixel
 
