@@ -38,8 +38,6 @@ def _pe_vector(code: str, affine_lps) -> np.ndarray:
 
 #: Keys of the issue's list that dcm2niix writes and dicomrecon does not, and why.
 NOT_DERIVED = {
-    ("stc_ge_fmri_rtia_asc", "PhaseEncodingDirection"): "GE polarity source not read",
-    ("ge_fmri_multiphase_4d", "PhaseEncodingDirection"): "GE polarity source not read",
     ("ge_fmri_multiphase_4d", "EffectiveEchoSpacing"): "GE ASSET factor 0.5",
     ("ge_fmri_multiphase_4d", "TotalReadoutTime"): "GE ASSET factor 0.5",
     ("uih_dti_dir16_ap", "TotalReadoutTime"): "UIH readout source not read",

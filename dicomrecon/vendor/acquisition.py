@@ -11,7 +11,7 @@ slice times              Siemens MOSAIC: CSA image header MosaicRefAcqTimes (ms)
                          TriggerTime (0018,1060) (ms) when it varies within a volume (GE
                          multiphase); UIH VFRAME: AcquisitionDateTime of each (0065,1051) item
 phase polarity           Siemens: CSA PhaseEncodingDirectionPositive; XA: (0021,11FE),
-                         (0021,111C)
+                         (0021,111C); GE EPI: (0043,102A) polarity bit and view order
 phase bandwidth (Hz/px)  Siemens: (0019,1028) BandwidthPerPixelPhaseEncode; XA: (0021,11FE),
                          (0021,1153)
 echo spacing             GE: (0043,102C) effective echo spacing (µs), only when the ASSET
@@ -141,7 +141,39 @@ def phase_encoding(ds, frame: int, axis: str) -> Optional[PhaseEncoding]:
     if item is not None and 0x0021111C in item:
         return PhaseEncoding(axis, int(_float(item[0x0021111C]) or 0) == 1,
                              "Siemens XA (0021,11FE)/(0021,111C)")
+    flipped = ge_phase_flipped(ds)
+    if flipped is not None:
+        return PhaseEncoding(axis, not flipped, "GE (0043,102A) EPI polarity and view order")
     return PhaseEncoding(axis, None, "(0018,1312)")
+
+
+def ge_phase_flipped(ds) -> Optional[bool]:
+    """GE EPI phase-encoding polarity from the binary user-data header (0043,102A): the
+    polarity bit (0x0004 of the 16-bit word at 0x30) is inverted by a bottom-up view order
+    (value 2 at 0x394; both offsets after the header offset at byte 24, shifted from header
+    version 25.002).  True: phase runs against the column direction.  None when the header
+    is absent, not EPI or unreadable (dcm2niix's layout, checked on the corpus)."""
+    import struct
+    el = ds.get(0x0043102A)
+    data = getattr(el, "value", None)
+    if not isinstance(data, (bytes, bytearray)) or len(data) < 26:
+        return None
+    try:
+        start = struct.unpack_from("<H", data, 24)[0]
+        version = struct.unpack_from("<f", data, start)[0]
+        hdr, kydir = start, 0x394
+        if not 5.0 <= version <= 40.0:
+            return None
+        if version >= 25.002:
+            hdr, kydir = hdr + 0x4C, kydir - 0x8C
+        if not struct.unpack_from("<H", data, hdr + 0x3A)[0] & 0x800:  # not EPI
+            return None
+        flipped = bool(struct.unpack_from("<H", data, hdr + 0x30)[0] & 0x0004)
+        if struct.unpack_from("<H", data, hdr + kydir)[0] == 2:  # bottom-up view order
+            flipped = not flipped
+        return flipped
+    except struct.error:
+        return None
 
 
 def phase_bandwidth(ds, frame: int) -> Optional[tuple]:
