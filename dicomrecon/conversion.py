@@ -199,7 +199,7 @@ _COMPONENT_SUFFIX = {"P": "_ph", "R": "_real", "I": "_imag", "FIELD_MAP": "_fmap
 
 
 def split_suffix(keys: dict) -> str:
-    """What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
+    r"""What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
     ``_b1000``, ``_trace``, ``_t3``...); empty when no key has a suffix (orientation, matrix,
     gradient direction, repeats...).
 
