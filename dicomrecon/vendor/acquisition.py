@@ -98,6 +98,8 @@ def raw_slice_times(slices: list, read: Callable) -> Optional[tuple]:
     """(seconds per slice, source) of one volume's slices (SliceHeader, in written order),
     ``read(path)`` giving a pydicom dataset; None when no source has them."""
     first = slices[0]
+    if first.modality != "MR":
+        return None
     ds = read(first.path)
     vendor = (first.manufacturer or "").upper()
     if first.extra.get("uih_vframe"):
