@@ -165,3 +165,22 @@ def test_cli_bids_flag(corpus, tmp_path):
     assert r.exit_code == 0, r.output
     (plain,) = glob.glob(str(tmp_path / "p" / "*_4D.json"))
     assert "RepetitionTime" not in load_json(plain) and "diffusion" in load_json(plain)
+
+
+@pytest.mark.parametrize("name", ["table_ph_dual_echo", "enh_philips_b0"])
+def test_bids_values_are_each_volumes_own(corpus, tmp_path, name):
+    """Echoes and frame types of one series (or one enhanced file): every output's EchoTime
+    is that of its own source images, read back with pydicom."""
+    import pydicom
+    convert(str(corpus / name), str(tmp_path), fmt="nii", bids=True)
+    sides = [load_json(p) for p in glob.glob(str(tmp_path / "*.json"))
+             if not p.endswith("report.json")]
+    assert len(sides) >= 2
+    for side in sides:
+        src = side["dicomrecon"]["slices"][0]
+        ds = pydicom.dcmread(corpus / name / src["file"], stop_before_pixels=True)
+        te = ds.get("EchoTime")
+        if te is None:  # enhanced: the frame's MR echo functional group
+            fr = ds.PerFrameFunctionalGroupsSequence[src["frame"] - 1]
+            te = fr.MREchoSequence[0].EffectiveEchoTime
+        assert abs(side["EchoTime"] - float(te) / 1000) < 1e-9

@@ -200,6 +200,11 @@ def bids_keys(plans: list, affine_lps) -> dict:
     first = plans[0].slices[0]
     ds = read(first.path)
     out = plain_keys(ds)
+    # values that differ between the volumes of one file (echoes, frame types): this volume's
+    if first.echo_time is not None:
+        out["EchoTime"] = round(first.echo_time / 1000.0, 9)
+    if first.number_of_frames > 1 and first.image_type:
+        out["ImageType"] = list(first.image_type)
     out.update(phase_keys(ds, first, affine_lps))
     st = slice_timing_key(plans, read)
     if st is not None:
