@@ -26,14 +26,8 @@ def run_dcm2niix(folder: str, out: str) -> None:
                    check=True, capture_output=True, timeout=120)
 
 
-def load_nifti(path: str):
-    """(data (x, y, z[, t]) float, LPS affine) via nibabel (an independent reader)."""
-    import nibabel as nib
-    img = nib.load(path)
-    return np.asarray(img.dataobj, dtype=float) * 1.0, LPS_TO_RAS @ img.affine
-
-
 def load_scaled(path: str):
+    """(scaled data (x, y, z[, t]), LPS affine) via nibabel (an independent reader)."""
     import nibabel as nib
     img = nib.load(path)
     return img.get_fdata(), LPS_TO_RAS @ img.affine
