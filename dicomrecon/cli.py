@@ -252,6 +252,9 @@ def convert_cmd(
     no_geometry: bool = _P["no_geometry"],
     qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
                             "QC page (see 'dicomrecon qc')."),
+    bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
+                              "degrees) at the top level, dicomrecon's record under "
+                              "\"dicomrecon\" (see README \"Diffusion and BIDS\")."),
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry)
@@ -268,7 +271,8 @@ def convert_cmd(
             keep = collector()
         with _Progress(_progress_enabled(progress)) as bar:
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, policy=policy, progress=bar, on_output=keep)
+                             name=name, policy=policy, progress=bar, on_output=keep,
+                             bids=bids)
         for path, why in result.skipped:
             if not quiet:
                 typer.echo(f"skipped {path}: {why}", err=True)

@@ -190,8 +190,43 @@ def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
     name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
     name = _clean(name) or "series"
     if group_suffix and len(series.groups) > 1 and "%g" not in template:
-        name += f"_g{group.index}"
+        name += split_suffix(group.split_keys) or f"_g{group.index}"
     return name
+
+
+#: Name suffix per split key (README "Output names"); keys not listed give ``_g<index>``.
+_COMPONENT_SUFFIX = {"P": "_ph", "R": "_real", "I": "_imag", "FIELD_MAP": "_fmap"}
+
+
+def split_suffix(keys: dict) -> str:
+    r"""What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
+    ``_b1000``, ``_trace``, ``_t3``...); empty when no key has a suffix (orientation, matrix,
+    gradient direction, repeats...).
+
+    >>> split_suffix({"EchoNumbers": "2", "ImageType": "ORIGINAL\\M"})
+    '_e2'
+    >>> split_suffix({"ImageType": "ORIGINAL\\P", "DiffusionBValue": 1000.0})
+    '_ph_b1000'
+    """
+    out = ""
+    kind = str(keys.get("ImageType") or "").split("\\")
+    if "ImageType" in keys:
+        out += "".join(_COMPONENT_SUFFIX[k] for k in kind[1:] if k in _COMPONENT_SUFFIX)
+        out += "_loc" if "LOCALIZER" in kind else ""
+        out += "_derived" if kind and kind[0] == "DERIVED" else ""
+    if keys.get("EchoNumbers") is not None:
+        out += f"_e{_clean(str(keys['EchoNumbers']))}"
+    elif keys.get("EchoTime") is not None:
+        out += f"_te{float(keys['EchoTime']):g}"
+    if keys.get("DiffusionTrace"):
+        out += "_trace"
+    if keys.get("DiffusionBValue") is not None:
+        out += f"_b{float(keys['DiffusionBValue']):g}"
+    for key, tag in (("TemporalPositionIdentifier", "_t"), ("TriggerTime", "_tt"),
+                     ("AcquisitionNumber", "_a")):
+        if keys.get(key) is not None:
+            out += f"{tag}{keys[key]:g}" if isinstance(keys[key], float) else f"{tag}{keys[key]}"
+    return out
 
 
 @dataclass
@@ -238,7 +273,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             name: str = DEFAULT_NAME, policy: Policy = DEFAULT_POLICY,
             scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None,
-            on_output: Optional[Callable] = None) -> ConversionResult:
+            on_output: Optional[Callable] = None,
+            bids: bool = False) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
@@ -246,7 +282,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     its mid-planes instead of reading the file back).  Groups that cannot be
     reconstructed correctly are listed in ``result.refused`` with their reasons; the others are
     still written.  A ``dicomrecon-report.json`` in ``outdir`` lists outputs, refusals and
-    skipped files.
+    skipped files.  With ``bids``, each sidecar has BIDS keys at the top level and
+    dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -285,12 +322,14 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                 np.result_type(*[v.array.dtype for v in vols]), copy=False)
             path = os.path.join(outdir, stem + ext)
             label = "+".join(vp.label for vp in vps)
+            tr = time_axis_tr(vps)
             write_volume(path, array, vols[0].affine, fmt,
                          description=f"dicomrecon {__version__} {label}",
-                         progress=_stage(progress, "write", label))
+                         progress=_stage(progress, "write", label), tr=tr)
             side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
+            _diffusion_4d(side, os.path.join(outdir, stem), vps, vols[0].affine, tr)
             sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, side)
+            write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if bids else side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
             if on_output:
                 on_output(result.outputs[-1], array)
@@ -305,13 +344,54 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                          description=f"dicomrecon {__version__} {vp.label}",
                          progress=_stage(progress, "write", vp.label))
             sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
+            side = sidecar(vol, scan_result.root, os.path.basename(path), fmt)
+            dif = vp.slices[0].extra.get("diffusion")
+            if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
+                side["diffusion"] = dif.to_dict()
+            write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if bids else side)
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
             if on_output:
                 on_output(result.outputs[-1], vol.array)
     write_json(os.path.join(outdir, REPORT_NAME), report(result))
     return result
+
+
+#: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].
+TIME_KEYS = ("TemporalPositionIdentifier", "AcquisitionNumber", "SOPInstanceUID", "repeat")
+
+
+def time_axis_tr(vps: list):
+    """The repetition time in seconds when the 4th axis of a --4d set is time (the volumes
+    differ only in a time key, none is diffusion-weighted) and every volume has the same
+    (0018,0080) RepetitionTime; else None (pixdim[4] stays 1, no time unit)."""
+    keys = fourth_axis_keys(vps)
+    if not keys or any(k not in TIME_KEYS for k in keys) or \
+            any(getattr(vp.slices[0].extra.get("diffusion"), "b", 0) > 0 for vp in vps):
+        return None
+    trs = {vp.slices[0].extra.get("RepetitionTime") for vp in vps}
+    tr = trs.pop() if len(trs) == 1 else None
+    return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
+
+
+def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids);
+    the time axis of a 4D time series."""
+    from .bids.diffusion import write_diffusion
+    rec = write_diffusion(stem, vps, affine)
+    if rec is not None:
+        side["diffusion"] = rec
+    if tr is not None:
+        side["fourth_axis"]["note"] = (
+            f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} s, "
+            "xyzt_units = mm + s")
+        side["fourth_axis"]["repetition_time_s"] = tr
+
+
+def _with_bids(side: dict, plans: list, affine) -> dict:
+    """BIDS keys at the top level, dicomrecon's sidecar under "dicomrecon"."""
+    from .bids.sidecar import bids_keys
+    return {**bids_keys(plans, affine), "dicomrecon": side}
 
 
 def _stage(progress, stage: str, label: str):
@@ -355,8 +435,8 @@ def merge_sets(plans: list) -> list:
         g = vp.group
         if vp.kind != "stack" or g.repeat_key is None or vp.part or \
                 any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
-                vp.slices[0].samples_per_pixel != 1:
-            continue
+                vp.slices[0].samples_per_pixel != 1 or vp.slices[0].extra.get("diffusion_trace"):
+            continue  # trace/isotropic diffusion images are never part of a 4D
         others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items()
                               if k not in FOURTH_AXIS_KEYS + ECHO_KEYS))
         aff = np.round(stack_affine(vp), 3).tobytes()

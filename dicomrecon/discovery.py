@@ -211,6 +211,8 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
             "SeriesNumber": h.series_number,
             "ImageType": _image_kind(h.image_type),
+            # diffusion trace/isotropic images (vendor.diffusion): never with the DWI volumes
+            "DiffusionTrace": h.extra.get("diffusion_trace"),
         }
         for ckeys, ciop, members in clusters:
             if ckeys == keys and ((ciop is None and h.iop is None) or (
@@ -384,13 +386,15 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "positions, so it cannot be placed in patient space", "(0028,0008)",
             f.number_of_frames))
         return
-    if any("MOSAIC" in t.upper() for t in f.image_type) and "mosaic" not in f.extra:
+    if (any("MOSAIC" in t.upper() for t in f.image_type) or "mosaic_problem" in f.extra) \
+            and "mosaic" not in f.extra:
         why = f.extra.get("mosaic_problem", "its geometry is missing")
         g.findings.append(Finding(
             "MOSAIC_UNSUPPORTED", ERROR,
             f"{f.name}: a (0008,0008) 'Image Type' value of '{'/'.join(f.image_type)}' marks a "
-            f"tiled Siemens MOSAIC that cannot be demosaiced: {why}; refusing rather than "
-            "writing the tiles as one slice", "(0008,0008)", "\\".join(f.image_type)))
+            f"tiled mosaic (Siemens MOSAIC, UIH VFRAME) that cannot be demosaiced: {why}; "
+            "refusing rather than writing the tiles as one slice", "(0008,0008)",
+            "\\".join(f.image_type)))
         return
     missing = [(h, kw, tag) for h in g.slices for kw, tag in (
         ("ipp", "(0020,0032) 'Image Position (Patient)'"),

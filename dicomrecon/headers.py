@@ -84,6 +84,14 @@ TAGS = list(TAG_TABLE)
 
 _KEYWORD_OF = {tag: kw for kw, (tag, _, _) in TAG_TABLE.items()}
 _VR_OF = {tag: vr for tag, vr, _ in TAG_TABLE.values()}
+
+# --- vendor tags (diffusion encoding, phase direction): see dicomrecon/vendor/diffusion.py
+from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS  # noqa: E402
+
+TAGS += [tag for tag, _, _ in _VENDOR_TAGS.values()]
+_KEYWORD_OF.update({tag: kw for kw, (tag, _, _) in _VENDOR_TAGS.items()})
+_VR_OF.update({tag: vr for tag, vr, _ in _VENDOR_TAGS.values()})
+_VENDOR_KEYS = tuple(_VENDOR_TAGS) + ("ImageComments",)
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
            "US or SS": "H"}
 _NUMERIC_TEXT = {"DS": float, "IS": int}
@@ -100,7 +108,8 @@ def _fast_values(ds) -> dict:
     for tag, elem in ds._dict.items():
         kw = _KEYWORD_OF.get(int(tag))
         if kw is not None:
-            vr = getattr(elem, "VR", None) or _VR_OF[int(tag)]
+            vr = getattr(elem, "VR", None)
+            vr = vr if vr and vr != "UN" else _VR_OF[int(tag)]  # private tags may come as UN
             out[kw] = _convert(vr, elem.value, little, utf8)
     return out
 
@@ -232,7 +241,8 @@ def _walk_file(fp, size: int):
     _, pixel = _walk(r, meta_end, size, implicit, raw, top=True)
     charset = raw.get(0x00080005, (None, b""))[1] or b""
     utf8 = b"192" in charset
-    values = {_KEYWORD_OF[tag]: _convert(vr or _VR_OF[tag], value, True, utf8)
+    values = {_KEYWORD_OF[tag]: _convert(vr if vr and vr != "UN" else _VR_OF[tag], value,
+                                         True, utf8)  # private tags may come as UN
               for tag, (vr, value) in raw.items()}
     return values, ts, implicit, True, pixel
 
@@ -414,14 +424,31 @@ def read_headers(path: str) -> list:
     :class:`SkipFile` with a reason."""
     h = read_header(path)
     has_groups = h.extra.pop("_functional_groups")
+    vendor = h.extra.pop("_vendor")
     if h.number_of_frames > 1 and has_groups:
-        return expand_frames(h)
+        return _label_vendor(expand_frames(h), vendor)
     if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
             and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
-        return expand_mosaic(h)
+        return _label_vendor(expand_mosaic(h), vendor)
+    from .vendor.uih import expand_vframe, is_vframe
+    if is_vframe(h):  # UIH virtual-frame mosaic, placed by its per-slice private sequence
+        return _label_vendor(expand_vframe(h, SliceHeader), vendor)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
         h.extra["unexpanded_frames"] = True
-    return [h]
+    return _label_vendor([h], vendor)
+
+
+def _label_vendor(headers: list, vendor: dict) -> list:
+    """Diffusion b-value/direction from standard or vendor tags (dicomrecon.vendor)."""
+    from .vendor.diffusion import label_diffusion
+    for h in headers:
+        if vendor.get("RepetitionTime") is not None:
+            h.extra.setdefault("RepetitionTime", vendor["RepetitionTime"])
+        label_diffusion(h, {**vendor, "DiffusionBValue": h.diffusion_bvalue,
+                            "DiffusionGradientOrientation": h.diffusion_direction,
+                            "DiffusionDirectionality": h.extra.get("DiffusionDirectionality")
+                            or vendor.get("DiffusionDirectionality")})
+    return headers
 
 
 def _pydicom_header(fp, path: str):
@@ -544,7 +571,8 @@ def read_header(path: str) -> SliceHeader:
         extra={**{k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
                                              "BodyPartExamined") if ds.get(k) is not None},
                "_functional_groups": "PerFrameFunctionalGroupsSequence" in ds
-               or "SharedFunctionalGroupsSequence" in ds},
+               or "SharedFunctionalGroupsSequence" in ds,
+               "_vendor": {k: ds[k] for k in _VENDOR_KEYS if ds.get(k) is not None}},
     )
 
 
@@ -585,6 +613,7 @@ def _frames(h: SliceHeader, ds) -> list:
         ftype = (_fg(fr, shared, "MRImageFrameTypeSequence") or _fg(fr, shared, "CTImageFrameTypeSequence")
                  or _fg(fr, shared, "PETFrameTypeSequence"))
         trig = _fg(fr, shared, "CardiacSynchronizationSequence")
+        timing = _fg(fr, shared, "MRTimingAndRelatedParametersSequence")
         where = f"{h.path} frame {k + 1}"
         d = dict(h.__dict__)
         d.update(frame=k, extra=dict(h.extra))
@@ -609,9 +638,12 @@ def _frames(h: SliceHeader, ds) -> list:
             d["extra"]["StackID"] = _str(content, "StackID")
         if diff:
             d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
+            d["extra"]["DiffusionDirectionality"] = _str(diff, "DiffusionDirectionality")
             gseq = diff.get("DiffusionGradientDirectionSequence")
             if gseq:
                 d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
+        if timing and _num(timing, "RepetitionTime") is not None:
+            d["extra"]["RepetitionTime"] = _num(timing, "RepetitionTime")
         if trig:
             d["trigger_time"] = _num(trig, "NominalCardiacTriggerDelayTime")
         if ftype:
