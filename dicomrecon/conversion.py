@@ -354,9 +354,7 @@ def _check_grid_option(refusals: list, policy: Policy) -> None:
     for f in refusals:
         if f.code == "GRID_TOO_LARGE" and _is_explicit(policy.spacing) \
                 and f.message.startswith("--spacing"):
-            raise GridError(f.message.removesuffix(": refused before decoding (raise "
-                                                   "--max-voxels, or choose a larger --spacing)"),
-                            hint="choose a larger --spacing, or raise --max-voxels")
+            raise GridError(f.message)
 
 
 def _guarded(result: ConversionResult, vps: list, work: Callable) -> None:
