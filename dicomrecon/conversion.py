@@ -91,7 +91,26 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
         meta["values"]["output_dtype"] = str(array.dtype)
         processing.append(info["summary"])
     check_finite(array, vp.slices)  # the last guard: no NaN or Inf voxel is ever written
+    check_affine(affine, vp)
     return Volume(array, affine, meta)
+
+
+#: Largest |value| in an affine that every writer can store (NIfTI's are float32).
+AFFINE_LIMIT = 1e30
+
+
+def check_affine(affine: np.ndarray, vp: VolumePlan) -> None:
+    """Refuse a grid whose position or spacing no format can store (e.g. a SliceThickness of
+    1e300 on a single slice, an ImagePositionPatient of 1e308)."""
+    if np.all(np.isfinite(affine)) and np.abs(affine).max() < AFFINE_LIMIT:
+        return
+    f = vp.slices[0]
+    raise DecodeError(
+        f"{f.path}: the output grid is out of range (affine {np.array2string(affine[:3], precision=4)}"
+        f"), from (0020,0032) 'Image Position (Patient)' '{f.ipp}', (0028,0030) 'Pixel Spacing' "
+        f"'{f.pixel_spacing}' or (0018,0050) 'Slice Thickness' '{f.slice_thickness}'; every "
+        f"value must be finite and below {AFFINE_LIMIT:g}", tag="(0020,0032)",
+        code="GEOMETRY_OUT_OF_RANGE")
 
 
 def stack_affine(vp: VolumePlan):

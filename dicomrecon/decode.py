@@ -35,10 +35,10 @@ class DecodeError(RefusedError):
     (a :class:`RefusedError`, exit 5, from the API; convert refuses the volume and goes on).
     The message names the file, the tag and the reason; ``findings`` holds it as a finding."""
 
-    def __init__(self, message: str, *, tag: str = "(7FE0,0010)"):
+    def __init__(self, message: str, *, tag: str = "(7FE0,0010)", code: str = "DECODE_FAILED"):
         from .geometry import ERROR, Finding
         self.tag = tag
-        super().__init__(message, [Finding("DECODE_FAILED", ERROR, message, tag)])
+        super().__init__(message, [Finding(code, ERROR, message, tag)])
 
 
 @dataclass

@@ -471,7 +471,7 @@ def _rescale_problem(g: Group) -> Optional[Finding]:
     """A non-finite or zero RescaleSlope, a non-finite RescaleIntercept, or a pair that takes
     stored values beyond float32: refused, naming the file, tag and value."""
     for h in g.slices:
-        top = float(1 << (h.bits_stored or h.bits_allocated))  # >= |any stored value|
+        top = 2.0 ** min(64, max(1, h.bits_stored or h.bits_allocated))  # >= |stored value|
         checks = (("(0028,1053) 'Rescale Slope'", h.rescale_slope,
                    "a finite non-zero number", math.isfinite(h.rescale_slope)
                    and h.rescale_slope != 0),

@@ -207,6 +207,17 @@ def test_same_pixels_under_another_identity_are_not_dropped(tmp_path):
     assert sorted(len(g.slices) for g in result.groups) == [1, 6]
 
 
+def test_same_uid_and_pixels_but_another_series_number_is_a_conflict_not_a_copy(tmp_path):
+    paths = write_series(SeriesSpec(n_slices=4), tmp_path / "in")
+    ds = pydicom.dcmread(paths[1])
+    ds.SeriesNumber = 8
+    ds.save_as(tmp_path / "in" / "renumbered.dcm")
+    result = dicomrecon.scan(tmp_path / "in")
+    assert result.skipped == []
+    codes = {g.label: {f.code for f in g.reasons} for g in result.groups}
+    assert codes == {"3.1": {"SOP_INSTANCE_UID_CONFLICT"}, "8.1": {"SOP_INSTANCE_UID_CONFLICT"}}
+
+
 def _three_sharing_one_uid(folder, names):
     paths = write_series(SeriesSpec(n_slices=5), folder)
     ds = pydicom.dcmread(paths[2])
@@ -295,3 +306,14 @@ def test_scan_exits_as_convert_would(tmp_path):
     shutil.rmtree(tmp_path / "in" / "good")
     r = run("scan", tmp_path / "in")
     assert r.exit_code == 5 and "RESCALE_INVALID" in r.output
+
+
+# ------------------------------------------------------------------ found by the fuzz test
+def test_grid_no_format_can_store_is_refused_not_a_crash(tmp_path):
+    (path,) = write_series(SeriesSpec(n_slices=1), tmp_path / "in")
+    retag(path, SliceThickness="1e300")  # a single slice's z spacing is its SliceThickness
+    r = run("convert", tmp_path / "in", "-o", tmp_path / "o", "-f", "nii")
+    assert r.exit_code == 5, r.output
+    (reason,) = report(tmp_path / "o")["refused"][0]["reasons"]
+    assert reason["code"] == "GEOMETRY_OUT_OF_RANGE" and "'Slice Thickness' '1e+300'" in \
+        reason["message"]
