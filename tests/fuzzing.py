@@ -186,9 +186,15 @@ def check_run(exit_code: int, output: str, outdir: str) -> list:
         problems.append(f"temporary files left: {leftovers}")
     if exit_code != 3 and "dicomrecon-report.json" not in names:
         problems.append("no dicomrecon-report.json")
-    for n in names:
-        if n.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
-            problems += _check_volume(os.path.join(outdir, n), names)
+    volumes = [n for n in names if n.endswith((".nii", ".nii.gz", ".nrrd", ".mha"))]
+    for n in volumes:
+        problems += _check_volume(os.path.join(outdir, n), names)
+    if "dicomrecon-report.json" in names:
+        rep = json.load(open(os.path.join(outdir, "dicomrecon-report.json")))
+        if sorted(o["file"] for o in rep["outputs"]) != sorted(volumes):
+            problems.append(f"the report's outputs {rep['outputs']} are not the volumes {volumes}")
+        if rep["exit_code"] not in (None, exit_code):
+            problems.append(f"the report says exit {rep['exit_code']}, the run gave {exit_code}")
     return problems
 
 
@@ -201,6 +207,9 @@ def _check_volume(path: str, names: list) -> list:
     problems = [] if np.isfinite(arr).all() else [f"{path}: non-finite voxels"]
     side = json.load(open(os.path.join(os.path.dirname(path), stem + ".json")))
     codes = {f["code"] for f in side["findings"]}
+    if side["reconstruction"] == "stack" and "volumes" not in side and \
+            len(side["slices"]) != arr.shape[0]:
+        problems.append(f"{path}: a stack of {arr.shape[0]} slices from {len(side['slices'])}")
     wanted = DEPARTURES.get(side["reconstruction"])
     if wanted is not None and not codes & wanted and side["reconstruction"] == "sheared":
         problems.append(f"{path}: {side['reconstruction']} with no finding saying why: {codes}")

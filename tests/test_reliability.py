@@ -109,6 +109,9 @@ def test_api_raises_a_refusal_not_an_internal_error(tmp_path):
     with pytest.raises(RefusedError) as e:
         dicomrecon.read_volume(tmp_path / "in" / "bad")
     assert e.value.exit_code == 5 and e.value.findings[0].code == "DECODE_FAILED"
+    with pytest.warns(RuntimeWarning, match=f"volume 2.1 refused: {bad[0]}"):
+        vols = dicomrecon.read_volumes(tmp_path / "in")
+    assert [v.array.shape for v in vols] == [(6, 16, 12)]  # the good series is still read
 
 
 # ------------------------------------------------------------------ 2. huge integer intercept
