@@ -8,6 +8,7 @@ reason in :attr:`ScanResult.skipped`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -216,6 +217,7 @@ def resolve_copies(headers: list, skipped: list):
         if h.sop_instance_uid:
             by_key.setdefault(h.instance_key, []).append(h)
     drop, conflicts, told = set(), {}, set()
+    _file_digest.cache_clear()  # files may have changed since the last scan
     for hs in by_key.values():
         if len({h.path for h in hs}) < 2:
             continue
@@ -234,8 +236,12 @@ def resolve_copies(headers: list, skipped: list):
 
 
 def _same_pixels(hs: list) -> bool:
+    """Byte-identical files (a plain copy) need no decoding; otherwise the stored values of
+    each frame are compared."""
     from .decode import read_stored
 
+    if len({_file_digest(h.path) for h in hs}) == 1:
+        return True
     try:
         first = read_stored(hs[0])
         return all(np.array_equal(first, read_stored(h)) for h in hs[1:])
@@ -243,7 +249,17 @@ def _same_pixels(hs: list) -> bool:
         return False
 
 
-def _refuse_conflicts(g: Group, conflicts: dict) -> None:
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str) -> bytes:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _refuse_conflicts(g: Group, conflicts: dict) -> bool:
     bad = [(h, conflicts[id(h)]) for h in g.slices if id(h) in conflicts]
     if not bad:
         return False
