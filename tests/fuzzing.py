@@ -193,8 +193,8 @@ def check_run(exit_code: int, output: str, outdir: str) -> list:
         rep = json.load(open(os.path.join(outdir, "dicomrecon-report.json")))
         if sorted(o["file"] for o in rep["outputs"]) != sorted(volumes):
             problems.append(f"the report's outputs {rep['outputs']} are not the volumes {volumes}")
-        if rep["exit_code"] not in (None, exit_code):
-            problems.append(f"the report says exit {rep['exit_code']}, the run gave {exit_code}")
+        if rep.get("exit_code") not in (None, exit_code):
+            problems.append(f"the report says exit {rep.get('exit_code')}, the run gave {exit_code}")
     return problems
 
 
