@@ -22,9 +22,10 @@ from .errors import DicomReconError, ExitCode
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
-         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 some groups refused, "
-         "5 every group refused, 6 bad output folder, 7 bad input path, 8 ambiguous input; "
-         "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files removed).",
+         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 partial (some groups "
+         "refused, or a damaged slice), 5 every group refused, 6 bad output folder, 7 bad input "
+         "path, 8 ambiguous input; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
+         "files removed).",
 )
 
 
@@ -73,6 +74,9 @@ def _policy_options():
         no_geometry=typer.Option(False, "--no-geometry", help="Also write images without "
                                  "ImagePositionPatient/ImageOrientationPatient (CR, DX, secondary "
                                  "captures...) with a placeholder affine, flagged in the sidecar."),
+        max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
+                                "a larger one is refused before decoding (exit 2 when --spacing "
+                                "asked for it)."),
     )
 
 
@@ -80,12 +84,12 @@ _P = _policy_options()
 
 
 def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
-                 no_geometry=False):
+                 no_geometry=False, max_voxels=2 ** 31):
     from .plan import Policy
     try:
         return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
                       interpolation=interpolation.value, max_gap=max_gap, merge_4d=merge_4d,
-                      no_geometry=no_geometry)
+                      no_geometry=no_geometry, max_voxels=max_voxels)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -207,11 +211,13 @@ def scan_cmd(
     qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
                                           "DIR/index.html with the slice-position plot of every "
                                           "stack (headers only, no pixels decoded)."),
+    max_voxels: int = _P["max_voxels"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
-    convert would do with them under the given policy."""
+    convert would do with them under the given policy (exit code as convert's would be,
+    before decoding: 0, 3, 4 or 5)."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                          no_geometry=no_geometry)
+                          no_geometry=no_geometry, max_voxels=max_voxels)
 
     def run():
         from .discovery import scan
@@ -230,6 +236,9 @@ def scan_cmd(
             from .errors import NoDicomError
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
+        code = scan_exit_code(result, policy)
+        if code:
+            raise typer.Exit(int(code))
     _run(run)
 
 
@@ -249,7 +258,7 @@ def convert_cmd(
     tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
-    no_geometry: bool = _P["no_geometry"],
+    no_geometry: bool = _P["no_geometry"], max_voxels: int = _P["max_voxels"],
     qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
                             "QC page (see 'dicomrecon qc')."),
     bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
@@ -257,7 +266,8 @@ def convert_cmd(
                               "\"dicomrecon\" (see README \"Diffusion and BIDS\")."),
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
-    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry)
+    policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
+                          max_voxels)
     if merge_4d and fmt not in (Format.nii, Format.nii_gz):
         raise typer.BadParameter("--4d writes NIfTI only (-f nii or nii.gz): ITK cannot read a "
                                  "spatial NRRD or MHA with a time axis", param_hint="--4d")
@@ -273,8 +283,9 @@ def convert_cmd(
             result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
                              name=name, policy=policy, progress=bar, on_output=keep,
                              bids=bids)
+        lost = {p for p, _ in result.damaged_files}
         for path, why in result.skipped:
-            if not quiet:
+            if not quiet or path in lost:  # a damaged slice of a written volume: always shown
                 typer.echo(f"skipped {path}: {why}", err=True)
         for o in result.outputs:
             if not quiet:
@@ -284,7 +295,7 @@ def convert_cmd(
             for reason in r.reasons:
                 typer.secho(f"refused group {r.group}: {reason['message']}",
                             fg=typer.colors.YELLOW, err=True)
-        if not result.outputs and not result.refused:
+        if result.exit_code == ExitCode.NO_DICOM:
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
         if qc:
@@ -292,10 +303,20 @@ def convert_cmd(
             page = write_page(output, keep.cuts)
             if not quiet:
                 typer.echo(f"wrote {page}")
-        if result.refused:
-            code = ExitCode.PARTIAL if result.outputs else ExitCode.NOTHING_CONVERTED
-            raise typer.Exit(int(code))
+        if result.exit_code:
+            raise typer.Exit(int(result.exit_code))
     _run(run)
+
+
+def scan_exit_code(result, policy) -> ExitCode:
+    """What convert's exit code would be, as far as the headers tell: 5 when every group is
+    refused, 4 when some are (or a volume lost a damaged slice), else 0."""
+    from .plan import plan_group
+    plans = [plan_group(g, policy) for g in result.groups]
+    written = [gp for gp in plans if not gp.refused]
+    if len(written) < len(plans) or any(gp.group.damaged for gp in written):
+        return ExitCode.PARTIAL if written else ExitCode.NOTHING_CONVERTED
+    return ExitCode.OK
 
 
 # --- export command (begin)

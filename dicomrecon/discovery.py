@@ -8,6 +8,8 @@ reason in :attr:`ScanResult.skipped`.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -34,6 +36,7 @@ class Group:
     findings: list = field(default_factory=list)
     family: int = 0                 # groups split from one stack by a repeat key share this
     repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
+    damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -136,33 +139,39 @@ def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
                progress: ProgressFn = None,
                tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
     """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
-    headers, skipped = [], []
+    headers, skipped, damaged = [], [], []
     for i, path in enumerate(files):
         try:
             headers.extend(read_headers(path))
         except SkipFile as exc:
             skipped.append((path, str(exc).removeprefix(path + ": ")))
+            if exc.damaged is not None:
+                damaged.append(Damage(path, skipped[-1][1], **exc.damaged))
         if progress:
             progress(i + 1, len(files))
     if series_uid is not None:
         headers = [h for h in headers if h.series_instance_uid == series_uid]
-    series = group_headers(headers, skipped, tol)
+        damaged = [d for d in damaged if d.series_uid in (None, series_uid)]
+    series = group_headers(headers, skipped, tol, damaged)
     return ScanResult(root, series, skipped, len(files))
 
 
+@dataclass
+class Damage:
+    """A DICOM image lost to damage, and what its header said about where it belonged."""
+
+    path: str
+    reason: str
+    series_uid: Optional[str] = None
+    ipp: Optional[tuple] = None
+    iop: Optional[tuple] = None
+
+
 def group_headers(headers: Iterable[SliceHeader], skipped: list,
-                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> list:
+                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, damaged: Iterable = ()) -> list:
     by_uid: dict = {}
-    seen_sop: dict = {}
-    for h in headers:
-        key = h.instance_key
-        if h.sop_instance_uid and key in seen_sop:
-            if seen_sop[key] != h.path:
-                skipped.append((h.path, f"same (0008,0018) 'SOP Instance UID' "
-                                        f"'{h.sop_instance_uid}' as {seen_sop[key]}: a copy of "
-                                        "one image"))
-            continue
-        seen_sop[key] = h.path
+    kept, conflicts = resolve_copies(list(headers), skipped)
+    for h in kept:
         by_uid.setdefault(h.series_instance_uid, []).append(h)
     series = []
     for uid, hs in by_uid.items():
@@ -177,10 +186,135 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
         counters: dict = {}
         for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
             counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
-            analyse_group(g, tol)
+            if not _refuse_conflicts(g, conflicts):
+                analyse_group(g, tol)
         series.append(Series(uid, groups))
     series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+    for d in damaged:
+        attach_damage(d, series, tol)
     return series
+
+
+# ------------------------------------------------------------------ copies and damaged files
+#: Header values that tell images apart (the split and repeat keys discovery uses, plus
+#: identity): two images are one image's copies only when all of these and the pixels agree.
+IDENTITY_FIELDS = (
+    "sop_instance_uid", "frame", "series_instance_uid", "series_number", "instance_number",
+    "acquisition_number", "image_type", "ipp", "iop", "pixel_spacing", "rows", "columns",
+    "samples_per_pixel", "bits_allocated", "bits_stored", "pixel_representation", "photometric",
+    "rescale_slope", "rescale_intercept", "echo_numbers", "echo_time", "temporal_position",
+    "trigger_time", "diffusion_bvalue", "diffusion_direction")
+
+
+def _identity(h: SliceHeader) -> str:
+    """repr, so that NaN values compare equal to themselves; ``extra`` holds vendor keys
+    (e.g. GE diffusion (0019,10BB/BC/BD) when read) and StackID."""
+    extra = sorted((k, str(v)) for k, v in h.extra.items() if k != "mosaic")
+    return repr(tuple(getattr(h, a) for a in IDENTITY_FIELDS) + tuple(extra))
+
+
+def resolve_copies(headers: list, skipped: list):
+    """Drop exact copies of an image; mark conflicting images that share a SOPInstanceUID.
+
+    Returns ``(kept headers, {id(header): [paths of the other images with its UID]})``.
+    The outcome does not depend on the order of the files: copies keep the first path in
+    sorted order, and conflicting images are all kept and their groups refused."""
+    by_key: dict = {}
+    for h in headers:
+        if h.sop_instance_uid:
+            by_key.setdefault(h.instance_key, []).append(h)
+    drop, conflicts, told = set(), {}, set()
+    _file_digest.cache_clear()  # files may have changed since the last scan
+    for hs in by_key.values():
+        if len({h.path for h in hs}) < 2:
+            continue
+        hs = sorted(hs, key=lambda h: h.path)
+        if len({_identity(h) for h in hs}) == 1 and _same_pixels(hs):
+            for h in hs[1:]:
+                drop.add(id(h))
+                if h.path not in told:  # once per file, not once per frame or mosaic tile
+                    told.add(h.path)
+                    skipped.append((h.path, f"an exact copy of {hs[0].path} (same (0008,0018) "
+                                            "'SOP Instance UID', header keys and pixels): dropped"))
+            continue
+        for h in hs:
+            conflicts[id(h)] = sorted({o.path for o in hs if o.path != h.path})
+    return [h for h in headers if id(h) not in drop], conflicts
+
+
+def _same_pixels(hs: list) -> bool:
+    """Byte-identical files (a plain copy) need no decoding; otherwise the stored values of
+    each frame are compared."""
+    from .decode import read_stored
+
+    if len({_file_digest(h.path) for h in hs}) == 1:
+        return True
+    try:
+        first = read_stored(hs[0])
+        return all(np.array_equal(first, read_stored(h)) for h in hs[1:])
+    except Exception:  # unreadable pixels are not provably the same: a conflict, not a copy
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str) -> bytes:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _refuse_conflicts(g: Group, conflicts: dict) -> bool:
+    bad = [(h, conflicts[id(h)]) for h in g.slices if id(h) in conflicts]
+    if not bad:
+        return False
+    h, others = bad[0]
+    pairs = sorted({h.path for h, _ in bad} | {p for _, o in bad for p in o})
+    g.findings.append(Finding(
+        "SOP_INSTANCE_UID_CONFLICT", ERROR,
+        f"{h.path} and {', '.join(others)} share the (0008,0018) 'SOP Instance UID' value of "
+        f"'{h.sop_instance_uid}' but differ in header or pixels: one UID must name one image, so "
+        f"neither is used ({len(bad)} image(s) of this group; files: {', '.join(pairs)})",
+        "(0008,0018)", h.sop_instance_uid))
+    return True
+
+
+def attach_damage(d: Damage, series: list, tol: geo.Tolerances) -> None:
+    """Tell the groups a damaged file may have belonged to: those of its series (any series
+    when its SeriesInstanceUID is unreadable) that it lies in or next to; with no readable
+    position, every group of its series, or every group with a missing slice."""
+    if d.series_uid is not None:
+        groups = [g for s in series if s.uid == d.series_uid for g in s.groups]
+    else:
+        groups = [g for s in series for g in s.groups
+                  if g.geometry is not None and g.geometry.spacing.missing]
+    for g in groups:
+        if _near(d, g, tol):
+            g.damaged.append((d.path, d.reason))
+
+
+def _near(d: Damage, g: Group, tol: geo.Tolerances) -> bool:
+    geom = g.geometry
+    if d.ipp is None or geom is None or geom.orientation is None or not len(geom.positions):
+        return True
+    if d.iop is not None and not _same_iop(d.iop, g.first.iop, tol):
+        return False
+    p = float(np.asarray(d.ipp, float) @ geom.orientation.normal)
+    step = geom.spacing.nominal if np.isfinite(geom.spacing.nominal) else 0.0
+    reach = 1.5 * step + tol.duplicate_mm
+    return bool(geom.positions[0] - reach <= p <= geom.positions[-1] + reach)
+
+
+def _same_iop(a, b, tol: geo.Tolerances) -> bool:
+    """Same orientation; invalid (non-finite) ones are the same when their values are, so a
+    NaN does not make every slice a group of its own."""
+    if a is None or b is None:
+        return a is None and b is None
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True))
+    return geo.same_orientation(a, b, tol)
 
 
 def _pixel_format(h: SliceHeader) -> tuple:
@@ -215,8 +349,7 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             "DiffusionTrace": h.extra.get("diffusion_trace"),
         }
         for ckeys, ciop, members in clusters:
-            if ckeys == keys and ((ciop is None and h.iop is None) or (
-                    ciop is not None and h.iop is not None and geo.same_orientation(ciop, h.iop, tol))):
+            if ckeys == keys and _same_iop(ciop, h.iop, tol):
                 members.append(h)
                 break
         else:
@@ -271,8 +404,9 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     """Split images that share a position into separate groups, never averaging them.
 
     First by a header key that tells them apart (echo, time point, acquisition, image type);
-    images with identical position and identical pixels are copies: one is kept, the others
-    are listed as skipped; what remains is split by rank (InstanceNumber) at each position.
+    what remains is split by rank (InstanceNumber) at each position.  Exact copies of one
+    image (same SOPInstanceUID, header keys and pixels) were already dropped by
+    :func:`resolve_copies`; images with different SOPInstanceUIDs are never dropped.
     """
     pos = _normal_positions(g.slices)
     if pos is None:
@@ -291,11 +425,9 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
                             repeat_key=kw)
                 out += _split_repeats(sub, skipped, tol)
             return out
-    members = _drop_identical(g.slices, clusters, skipped)
-    pos = _normal_positions(members)
-    clusters = _clusters(pos, tol)
-    if all(len(c) == 1 for c in clusters):
-        return [Group(g.series_uid, 0, members, dict(g.split_keys))]
+    # Images at one position that no key tells apart (copies of one image were dropped by
+    # resolve_copies; a different SOPInstanceUID is a different image): split by rank.
+    members = g.slices
     ranks: dict = {}
     closeness = _instance_trend(members, pos, clusters)
     for c in clusters:
@@ -346,29 +478,40 @@ def _instance_trend(hs: list, pos: np.ndarray, clusters: list):
                       if hs[i].instance_number is not None else np.inf)
 
 
-def _drop_identical(hs: list, clusters: list, skipped: list) -> list:
-    from .decode import read_stored
+def _pixel_problem(g: Group) -> Optional[Finding]:
+    """Pixel data that the header says cannot be decoded (found when the header was read)."""
+    bad = [h for h in g.slices if "pixel_problem" in h.extra]
+    if not bad:
+        return None
+    return Finding("PIXEL_DATA_UNDECODABLE", ERROR,
+                   f"{bad[0].path}: {bad[0].extra['pixel_problem']} ({len(bad)} of "
+                   f"{len(g.slices)} file(s))", "(0002,0010)", bad[0].transfer_syntax)
 
-    drop = set()
-    for c in clusters:
-        if len(c) < 2:
-            continue
-        kept = []
-        for i in sorted(c, key=lambda i: (hs[i].instance_number or 0, hs[i].path)):
-            try:
-                pixels = read_stored(hs[i])
-            except Exception:  # unreadable pixels: not provably identical, keep it
-                kept.append((i, None))
-                continue
-            same = next((j for j, p in kept if p is not None and p.shape == pixels.shape
-                         and np.array_equal(p, pixels)), None)
-            if same is not None:
-                drop.add(i)
-                skipped.append((hs[i].path, f"identical position and pixels to {hs[same].path}: "
-                                            "a duplicate image, dropped"))
-            else:
-                kept.append((i, pixels))
-    return [h for i, h in enumerate(hs) if i not in drop]
+
+#: Largest magnitude a float32 output voxel can hold.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _rescale_problem(g: Group) -> Optional[Finding]:
+    """A non-finite or zero RescaleSlope, a non-finite RescaleIntercept, or a pair that takes
+    stored values beyond float32: refused, naming the file, tag and value."""
+    for h in g.slices:
+        top = 2.0 ** min(64, max(1, h.bits_stored or h.bits_allocated))  # >= |stored value|
+        checks = (("(0028,1053) 'Rescale Slope'", h.rescale_slope,
+                   "a finite non-zero number", math.isfinite(h.rescale_slope)
+                   and h.rescale_slope != 0),
+                  ("(0028,1052) 'Rescale Intercept'", h.rescale_intercept, "a finite number",
+                   math.isfinite(h.rescale_intercept)),
+                  ("(0028,1053) 'Rescale Slope'", h.rescale_slope, "small enough that "
+                   f"{top:.0f} x slope + intercept fits float32 ({FLOAT32_MAX:.4g})",
+                   abs(h.rescale_slope) * top + abs(h.rescale_intercept) <= FLOAT32_MAX))
+        for tag, value, rule, ok in checks:
+            if not ok:
+                return Finding("RESCALE_INVALID", ERROR,
+                               f"{h.path}: a {tag} value of '{value:g}' is invalid, it must be "
+                               f"{rule}; refusing rather than writing non-finite or constant "
+                               "voxels", tag.split(" ")[0], repr(value))
+    return None
 
 
 def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> None:
@@ -426,6 +569,11 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             f"{f.name}: a (0028,0100) 'Bits Allocated' value of '1' (bit-packed) is not supported",
             "(0028,0100)", 1))
         return
+    for check in (_pixel_problem, _rescale_problem):
+        finding = check(g)
+        if finding is not None:
+            g.findings.append(finding)
+            return
     ipps = np.array([h.ipp for h in g.slices])
     iop = np.mean([h.iop for h in g.slices], axis=0)
     tilts = [h.gantry_tilt for h in g.slices if h.gantry_tilt is not None]

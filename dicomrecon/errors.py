@@ -60,3 +60,10 @@ class RefusedError(DicomReconError):
 
 class AmbiguousInputError(DicomReconError):
     exit_code = ExitCode.AMBIGUOUS
+
+
+class GridError(DicomReconError):
+    """An option asks for an output grid beyond a format's or the size limit (found at plan
+    time, before any pixel is decoded); the message names the option."""
+
+    exit_code = ExitCode.USAGE

@@ -143,7 +143,13 @@ def _convert(vr: str, raw, little: bool, utf8: bool):
 
 # ------------------------------------------------------------------ fast header walker
 class _Fallback(Exception):
-    """The fast walker met something it does not handle; pydicom reads the file instead."""
+    """The fast walker met something it does not handle; pydicom reads the file instead.
+
+    ``partial`` holds the wanted elements read before it stopped (raw, as in :func:`_walk`)."""
+
+    def __init__(self, message: str, partial: Optional[dict] = None):
+        super().__init__(message)
+        self.partial = partial or {}
 
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
@@ -238,7 +244,10 @@ def _walk_file(fp, size: int):
         raise _Fallback("big endian, deflated or no transfer syntax")
     implicit = ts == "1.2.840.10008.1.2"
     raw: dict = {}
-    _, pixel = _walk(r, meta_end, size, implicit, raw, top=True)
+    try:
+        _, pixel = _walk(r, meta_end, size, implicit, raw, top=True)
+    except (_Fallback, struct.error, IndexError) as exc:
+        raise _Fallback(str(exc), partial=raw) from None
     charset = raw.get(0x00080005, (None, b""))[1] or b""
     utf8 = b"192" in charset
     values = {_KEYWORD_OF[tag]: _convert(vr if vr and vr != "UN" else _VR_OF[tag], value,
@@ -263,7 +272,15 @@ def _walk_meta(r: _Reader, pos: int, end: int, meta: dict) -> None:
 
 
 class SkipFile(Exception):
-    """A file that is not a usable DICOM image; the message says why."""
+    """A file that is not a usable DICOM image; the message says why.
+
+    ``damaged`` is set for a DICOM image lost to damage (truncated, pixel data of the wrong
+    length, unreadable header): ``{"series_uid", "ipp", "iop"}`` as far as they could be read
+    (None when not), so that discovery can tell which volume lost a slice."""
+
+    def __init__(self, message: str, damaged: Optional[dict] = None):
+        super().__init__(message)
+        self.damaged = damaged
 
 
 @dataclass
@@ -476,6 +493,62 @@ def _pydicom_header(fp, path: str):
     return values, ts, implicit, little, where
 
 
+def _check_pixel_length(path: str, ds, dims: tuple, length: int, left: int) -> None:
+    """Native pixel data must hold exactly Rows x Columns x SamplesPerPixel x frames samples
+    (plus one pad byte to an even length); anything else is damage, named as such."""
+    rows, cols, spp, frames, bits = dims
+    expected = (rows * cols * spp * frames * bits + 7) // 8
+    have = max(0, min(length, left))
+    what = (f"{rows}x{cols}x{spp} sample(s) x {frames} frame(s) of {bits}-bit samples, from "
+            "(0028,0010) 'Rows', (0028,0011) 'Columns', (0028,0002) 'Samples per Pixel', "
+            "(0028,0008) 'Number of Frames' and (0028,0100) 'Bits Allocated'")
+    if have < min(length, expected):
+        raise SkipFile(f"{path}: truncated (7FE0,0010) 'Pixel Data': {have} bytes present, "
+                       f"{expected} expected for {what}", damaged=_damage_info(ds, path))
+    if length != expected and not (expected % 2 and length == expected + 1):
+        raise SkipFile(f"{path}: a (7FE0,0010) 'Pixel Data' length of {length} bytes does not "
+                       f"match the header, it must be {expected} bytes for {what}",
+                       damaged=_damage_info(ds, path))
+
+
+def _syntax_problem(ts: str, length: int) -> Optional[str]:
+    """Why pixel data in transfer syntax ``ts`` cannot be decoded, or None (decided from the
+    header, so the group is refused before any pixel is read)."""
+    if ts in NATIVE_SYNTAXES:
+        return None
+    from pydicom.uid import UID
+    uid = UID(ts)
+    name = f"a (0002,0010) 'Transfer Syntax UID' value of '{ts}'" + (
+        f" ({uid.name})" if uid.name != ts else "")
+    if length != 0xFFFFFFFF:
+        return (f"{name} is a compressed syntax, but (7FE0,0010) 'Pixel Data' is not "
+                f"encapsulated (a defined length of {length} bytes): the header does not match "
+                "the data")
+    try:
+        from pydicom.pixels import get_decoder
+        get_decoder(uid)
+    except Exception:  # pydicom raises NotImplementedError (or ValueError) for unknown UIDs
+        return f"{name} is not a transfer syntax dicomrecon can decode"
+    return None
+
+
+def _damage_info(ds, path: str) -> dict:
+    """Which volume a damaged image belonged to, as far as its header says."""
+    def vec(kw, n):
+        try:
+            return _vec(ds, kw, n, path)
+        except SkipFile:
+            return None
+    return {"series_uid": _str(ds, "SeriesInstanceUID") or None,
+            "ipp": vec("ImagePositionPatient", 3), "iop": vec("ImageOrientationPatient", 6)}
+
+
+def _partial_info(raw: dict, path: str) -> dict:
+    values = {_KEYWORD_OF[tag]: _convert(vr or _VR_OF[tag], value, True, False)
+              for tag, (vr, value) in raw.items()}
+    return _damage_info(values, path)
+
+
 def read_header(path: str) -> SliceHeader:
     """Read one file's header. Raises :class:`SkipFile` with a reason."""
     try:
@@ -483,19 +556,30 @@ def read_header(path: str) -> SliceHeader:
         fp = open(path, "rb")
     except OSError as exc:
         raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
+    cut = None  # the walker met the end of the file inside the header
     with fp:
         try:
             ds, ts, implicit, little, where = _walk_file(fp, size)
-        except (_Fallback, struct.error, UnicodeDecodeError, ValueError, IndexError):
+        except (_Fallback, struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+            cut = exc if "end of file" in str(exc) else None
             # anything unusual or damaged: pydicom reads it, or says why it cannot
             fp.seek(0)
-            ds, ts, implicit, little, where = _pydicom_header(fp, path)
+            try:
+                ds, ts, implicit, little, where = _pydicom_header(fp, path)
+            except SkipFile as skip:
+                partial = getattr(exc, "partial", None)
+                if partial and skip.damaged is None and "unreadable" in str(skip):
+                    skip.damaged = _partial_info(partial, path)
+                raise
     sop_class = _str(ds, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
         if ts == "1.2.840.10008.1.2.1.99":
             raise SkipFile(f"{path}: deflated transfer syntax '{ts}' is not supported")
+        if cut is not None:
+            raise SkipFile(f"{path}: truncated: the file ends inside the header, before "
+                           "(7FE0,0010) 'Pixel Data'", damaged=_damage_info(ds, path))
         raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
     tag, offset, length = where
     if tag != 0x7FE00010:
@@ -514,15 +598,12 @@ def read_header(path: str) -> SliceHeader:
     frames = _num(ds, "NumberOfFrames", int) or 1
     native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF
     if native:
-        expected = rows * cols * spp * frames * bits_alloc // 8
-        if length < expected or offset + expected > size:
-            have = max(0, min(length, size - offset))
-            raise SkipFile(f"{path}: truncated (7FE0,0010) 'Pixel Data': {have} bytes present, "
-                           f"{expected} expected for {rows}x{cols}x{frames} frame(s) of "
-                           f"{bits_alloc}-bit samples")
+        _check_pixel_length(path, ds, (rows, cols, spp, frames, bits_alloc), length,
+                            size - offset)
     elif ts in NATIVE_SYNTAXES:
         raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
                        f"syntax '{ts}' is uncompressed")
+    problem = _syntax_problem(ts, length)
     slope = _num(ds, "RescaleSlope")
     intercept = _num(ds, "RescaleIntercept")
     pr = _num(ds, "PixelRepresentation", int) or 0
@@ -570,6 +651,7 @@ def read_header(path: str) -> SliceHeader:
         diffusion_direction=_vec(ds, "DiffusionGradientOrientation", 3, path),
         extra={**{k: _str(ds, k) for k in ("StudyDate", "SeriesDate", "ProtocolName",
                                              "BodyPartExamined") if ds.get(k) is not None},
+               **({"pixel_problem": problem} if problem else {}),
                "_functional_groups": "PerFrameFunctionalGroupsSequence" in ds
                or "SharedFunctionalGroupsSequence" in ds,
                "_vendor": {k: ds[k] for k in _VENDOR_KEYS if ds.get(k) is not None}},

@@ -50,7 +50,9 @@ EXPECTED = {
     "pyd_ect_enhanced_2frame": ({}, [(512, 512, 2)], []),
     # README: 3 series: 512x512x28 axial, a 256x512 single slice, an exam summary of
     # 512x256 (two copies at one position), 512x650 x2 and 741x650 without geometry
-    "ct_philips_s21570_session_mixed": ({}, [(512, 256, 1), (512, 256, 1), (512, 512, 28)],
+    # (S4010 I10/I20/I30: three surviews, same pixels, own SOPInstanceUID and InstanceNumber:
+    # three images, not copies of one; issue 8)
+    "ct_philips_s21570_session_mixed": ({}, [(512, 256, 1)] * 4 + [(512, 512, 28)],
                                         ["NO_GEOMETRY", "NO_GEOMETRY"]),
     # README: 4 images, all at one position: four different single images, never stacked
     "d2n_ct_siemens_same_position": ({}, [(512, 512, 1)] * 4, []),
