@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 from .discovery import Group, ScanResult
 from .discovery import scan as _scan
 from .discovery import scan_files as _scan_files
-from .errors import AmbiguousInputError, InputError, NoDicomError
+from .errors import AmbiguousInputError, InputError, NoDicomError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, plan_group
 from .volume import Volume
 
