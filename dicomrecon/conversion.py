@@ -235,13 +235,15 @@ def check_output_dir(outdir: str, inputs: str) -> str:
 def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Optional[str] = None,
             name: str = DEFAULT_NAME, policy: Policy = DEFAULT_POLICY,
             scan_result: Optional[ScanResult] = None,
-            progress: Optional[Callable] = None) -> ConversionResult:
+            progress: Optional[Callable] = None,
+            source: Optional[dict] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances.  Groups that cannot be
     reconstructed correctly are listed in ``result.refused`` with their reasons; the others are
     still written.  A ``dicomrecon-report.json`` in ``outdir`` lists outputs, refusals and
-    skipped files.
+    skipped files.  ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the
+    local folder as ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -283,7 +285,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             write_volume(path, array, vols[0].affine, fmt,
                          description=f"dicomrecon {__version__} {label}",
                          progress=_stage(progress, "write", label))
-            side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
+            side = _with_source(sidecar_4d(vols, array, scan_result.root,
+                                           os.path.basename(path), fmt), source)
             sidecar_path = os.path.join(outdir, stem + ".json")
             write_json(sidecar_path, side)
             result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
@@ -298,11 +301,21 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
                          description=f"dicomrecon {__version__} {vp.label}",
                          progress=_stage(progress, "write", vp.label))
             sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
+            write_json(sidecar_path, _with_source(
+                sidecar(vol, scan_result.root, os.path.basename(path), fmt), source))
             result.outputs.append(Output(vp.label, path, sidecar_path,
                                          tuple(vol.array.shape[:3][::-1])))
-    write_json(os.path.join(outdir, REPORT_NAME), report(result))
+    write_json(os.path.join(outdir, REPORT_NAME), _with_source(report(result), source))
     return result
+
+
+def _with_source(doc: dict, source: Optional[dict]) -> dict:
+    """Record a remote source (URL and UIDs) instead of the local cache folder."""
+    if source:
+        target = doc["source"] if "source" in doc else doc
+        target["input"] = source.get("url")
+        target["pacs"] = source
+    return doc
 
 
 def _stage(progress, stage: str, label: str):

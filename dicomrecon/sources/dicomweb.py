@@ -1,0 +1,204 @@
+"""DICOMweb with dicomweb-client: QIDO-RS search, WADO-RS retrieval, STOW-RS storage.
+
+Every call goes through :func:`_call`, which turns requests' and dicomweb-client's exceptions
+into one-line :class:`PacsError` (final) or :class:`Transient` (retried) messages that name the
+server, never the credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..errors import PacsError
+from . import credentials
+from .retry import Transient, with_retries
+from .urls import PacsURL, redact
+
+# WADO-RS: instances as the server stores them (no transcoding, so nothing lossy is decoded
+# and re-encoded on the way).
+ANY_SYNTAX = (("application/dicom", "*"),)
+RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+INSTANCE_FIELDS = ["SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+
+
+@dataclass
+class WebOptions:
+    timeout: float = 30.0
+    ca_bundle: Optional[str] = None
+
+
+def missing_extra(name: str) -> PacsError:
+    return PacsError(f"PACS support needs the {name} package, which is not installed",
+                     hint="pip install 'dicomrecon[pacs]'")
+
+
+def client(url: PacsURL, opts: WebOptions):
+    """A DICOMwebClient for ``url.base`` with credentials and TLS verification set."""
+    try:
+        from dicomweb_client.api import DICOMwebClient
+        import requests
+    except ImportError:
+        raise missing_extra("dicomweb-client") from None
+    session = requests.Session()
+    session.trust_env = False       # no netrc/proxy surprises: credentials are ours to choose
+    creds = credentials.load(url.host)
+    if creds.kind == "basic":
+        session.auth = (creds.user, creds.secret)
+    elif creds.kind == "bearer":
+        session.headers["Authorization"] = f"Bearer {creds.secret}"
+    session.verify = _ca_bundle(opts.ca_bundle) if opts.ca_bundle else True
+    web = DICOMwebClient(url.base, session=session, timeout=opts.timeout)
+    web.set_http_retry_params(retry=False)  # we retry ourselves, bounded, for more errors
+    web.dicomrecon_creds = creds
+    return web
+
+
+def _ca_bundle(path: str) -> str:
+    """The default CA bundle plus ``path``, in a private file (``--ca-bundle`` adds a CA)."""
+    if not os.path.isfile(path):
+        raise PacsError(f"--ca-bundle {path}: no such file")
+    import certifi
+    fd, out = tempfile.mkstemp(prefix="dicomrecon-ca-", suffix=".pem")
+    with os.fdopen(fd, "wb") as dst:
+        for src in (certifi.where(), path):
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, dst)
+            dst.write(b"\n")
+    import atexit
+    atexit.register(lambda: os.path.exists(out) and os.unlink(out))
+    return out
+
+
+def _call(what: str, url: PacsURL, fn: Callable, *, creds_text: str = ""):
+    """Run one request; classify its failure."""
+    import requests
+    try:
+        return fn()
+    except requests.exceptions.SSLError as exc:
+        raise PacsError(f"{url.base}: TLS certificate verification failed ({_reason(exc)})",
+                        hint="add the server's CA with --ca-bundle FILE") from None
+    except requests.exceptions.Timeout:
+        raise Transient(f"{url.base}: no answer within the timeout while {what}") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise Transient(f"{url.base}: connection failed while {what} ({_reason(exc)})") from None
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        msg = f"{url.base}: HTTP {status} {_phrase(exc)} while {what}"
+        if status in RETRY_STATUS:
+            raise Transient(msg) from None
+        if status in (401, 403):
+            raise PacsError(msg, hint=f"check the credentials ({creds_text})") from None
+        if status == 404:
+            raise PacsError(f"{msg}: no such study, series or service root") from None
+        raise PacsError(msg) from None
+    except requests.exceptions.RequestException as exc:  # e.g. a connection cut mid-body
+        raise Transient(f"{url.base}: transfer failed while {what} ({_reason(exc)})") from None
+
+
+def _phrase(exc) -> str:
+    return getattr(exc.response, "reason", "") or ""
+
+
+def _reason(exc) -> str:
+    """The innermost reason of a requests/urllib3 error, short and without URLs' secrets."""
+    inner = exc
+    for _ in range(5):
+        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args and
+                                                   isinstance(inner.args[0], Exception) else None)
+        if nxt is None or nxt is inner:
+            break
+        inner = nxt
+    text = str(inner)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return redact(text.split(": ", 1)[-1] if "object at 0x" in text else text)[:200]
+
+
+def search_instances(web, url: PacsURL) -> list:
+    """QIDO-RS: (series UID, SOP instance UID) of every instance of the URL's study/series."""
+    creds = web.dicomrecon_creds.describe()
+    what = f"searching for the instances of study {url.study_uid}"
+    rows = with_retries(lambda: _call(what, url, lambda: web.search_for_instances(
+        study_instance_uid=url.study_uid, series_instance_uid=url.series_uid,
+        fields=INSTANCE_FIELDS, get_remaining=True), creds_text=creds))
+    out = []
+    for row in rows or []:
+        series = (row.get("0020000E", {}).get("Value") or [None])[0]
+        sop = (row.get("00080018", {}).get("Value") or [None])[0]
+        if series and sop:
+            out.append((series, sop))
+    return out
+
+
+def retrieve_series(web, url: PacsURL, series_uid: str, expected: set, folder: str,
+                    on_instance: Callable[[str], None]) -> None:
+    """WADO-RS: stream one series into ``folder``, one file per instance named by its
+    SOPInstanceUID.  A cut-off transfer is retried (bounded) for the instances still missing."""
+    creds = web.dicomrecon_creds.describe()
+    what = f"retrieving series {series_uid}"
+
+    def attempt():
+        def stream():
+            for ds in web.iter_series(url.study_uid, series_uid, media_types=ANY_SYNTAX):
+                sop = str(ds.SOPInstanceUID)
+                if sop in expected and not os.path.exists(os.path.join(folder, sop + ".dcm")):
+                    _write(ds, folder, sop)
+                    on_instance(sop)
+        _call(what, url, stream, creds_text=creds)
+    with_retries(attempt)
+
+
+def _write(ds, folder: str, sop: str) -> None:
+    path = os.path.join(folder, sop + ".dcm")
+    tmp = path + ".part"
+    ds.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, path)
+
+
+def store(web, url: PacsURL, files: list) -> "SendOutcome":
+    """STOW-RS the files (one request per batch) and read the per-instance outcome."""
+    import pydicom
+    from .send import SendOutcome
+    creds = web.dicomrecon_creds.describe()
+    outcome = SendOutcome(url.display, total=len(files))
+    batch = 64
+    for i in range(0, len(files), batch):
+        chunk = [pydicom.dcmread(f) for f in files[i:i + batch]]
+        response = with_retries(lambda: _call(
+            f"storing instances {i + 1}-{i + len(chunk)} of {len(files)}", url,
+            lambda: _stow(web, chunk), creds_text=creds))
+        outcome.add_stow(chunk, response)
+    return outcome
+
+
+def _stow(web, datasets):
+    """STOW-RS one batch; a 409/202 body (some instances failed) is read, not raised."""
+    import pydicom
+    import requests
+    try:
+        return web.store_instances(datasets)
+    except requests.exceptions.HTTPError as exc:
+        resp = exc.response
+        if resp is not None and resp.status_code in (202, 409) and resp.content:
+            try:
+                return pydicom.Dataset.from_json(resp.json())
+            except ValueError:
+                pass
+        raise
+
+
+def search(web, url: PacsURL, level: str, filters: dict) -> list:
+    """QIDO-RS search for studies or series (with the URL's study, if any)."""
+    creds = web.dicomrecon_creds.describe()
+    if level == "studies":
+        fn = lambda: web.search_for_studies(search_filters=filters, get_remaining=True)  # noqa
+    else:
+        fn = lambda: web.search_for_series(study_instance_uid=url.study_uid,  # noqa
+                                           search_filters=filters, get_remaining=True)
+    return with_retries(lambda: _call(f"searching for {level}", url, fn, creds_text=creds))
