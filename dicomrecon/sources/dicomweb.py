@@ -124,16 +124,37 @@ def search_instances(web, url: PacsURL) -> list:
     """QIDO-RS: (series UID, SOP instance UID) of every instance of the URL's study/series."""
     creds = web.dicomrecon_creds.describe()
     what = f"searching for the instances of study {url.study_uid}"
-    rows = with_retries(lambda: _call(what, url, lambda: web.search_for_instances(
-        study_instance_uid=url.study_uid, series_instance_uid=url.series_uid,
-        fields=INSTANCE_FIELDS, get_remaining=True), creds_text=creds))
+    rows = with_retries(lambda: _call(what, url, lambda: _paged(
+        lambda **page: web.search_for_instances(
+            study_instance_uid=url.study_uid, series_instance_uid=url.series_uid,
+            fields=INSTANCE_FIELDS, **page), "00080018"), creds_text=creds))
     out = []
     for row in rows or []:
-        series = (row.get("0020000E", {}).get("Value") or [None])[0]
-        sop = (row.get("00080018", {}).get("Value") or [None])[0]
+        series, sop = json_uid(row, "0020000E"), json_uid(row, "00080018")
         if series and sop:
             out.append((series, sop))
     return out
+
+
+PAGE = 1000
+
+
+def _paged(search: Callable, key: str) -> list:
+    """Every QIDO-RS result, a page (limit/offset) at a time.  Stops at a short page, or when
+    a page brings nothing new (servers that ignore offset would otherwise loop forever)."""
+    rows, seen = [], set()
+    for _ in range(10000):
+        page = search(limit=PAGE, offset=len(rows)) or []
+        fresh = [r for r in page if json_uid(r, key) not in seen]
+        seen.update(json_uid(r, key) for r in fresh)
+        rows += fresh
+        if len(page) < PAGE or not fresh:
+            break
+    return rows
+
+
+def json_uid(row: dict, tag: str):
+    return (row.get(tag, {}).get("Value") or [None])[0]
 
 
 def retrieve_series(web, url: PacsURL, series_uid: str, expected: set, folder: str,
@@ -197,8 +218,9 @@ def search(web, url: PacsURL, level: str, filters: dict) -> list:
     """QIDO-RS search for studies or series (with the URL's study, if any)."""
     creds = web.dicomrecon_creds.describe()
     if level == "studies":
-        fn = lambda: web.search_for_studies(search_filters=filters, get_remaining=True)  # noqa
+        fn = lambda: _paged(lambda **page: web.search_for_studies(  # noqa: E731
+            search_filters=filters, **page), "0020000D")
     else:
-        fn = lambda: web.search_for_series(study_instance_uid=url.study_uid,  # noqa
-                                           search_filters=filters, get_remaining=True)
+        fn = lambda: _paged(lambda **page: web.search_for_series(  # noqa: E731
+            study_instance_uid=url.study_uid, search_filters=filters, **page), "0020000E")
     return with_retries(lambda: _call(f"searching for {level}", url, fn, creds_text=creds))

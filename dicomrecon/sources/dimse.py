@@ -173,8 +173,8 @@ def get_series(url: PacsURL, opts: DimseOptions, series_uid: str, sop_classes: l
         ae = _ae(opts)
         ae.add_requested_context(GET)
         classes = list(dict.fromkeys([c for c in sop_classes if c] or COMMON_STORAGE))[:120]
-        for sop in classes:
-            ae.add_requested_context(sop, pnd.ALL_TRANSFER_SYNTAXES)
+        for sop, syntaxes in _storage_contexts(classes, pnd.ALL_TRANSFER_SYNTAXES):
+            ae.add_requested_context(sop, syntaxes)
         roles = [pnd.build_role(sop, scp_role=True) for sop in classes]
         assoc = associate(ae, url, opts, what, ext_neg=roles,
                           evt_handlers=[(pnd.evt.EVT_C_STORE, store)])
@@ -183,6 +183,15 @@ def get_series(url: PacsURL, opts: DimseOptions, series_uid: str, sop_classes: l
         finally:
             assoc.release()
     with_retries(attempt)
+
+
+def _storage_contexts(classes: list, syntaxes: list) -> list:
+    """(SOP class, [transfer syntaxes]) to propose for C-GET.  One context per transfer syntax
+    when they fit in the 127 a association allows, so the server can send every instance as it
+    is stored (a context with many syntaxes gets one, and the server transcodes to it)."""
+    if len(classes) * len(syntaxes) <= 126:
+        return [(c, [ts]) for c in classes for ts in syntaxes]
+    return [(c, list(syntaxes)) for c in classes]
 
 
 def _check_retrieve(url: PacsURL, responses, what: str, store: _Store) -> None:
@@ -255,8 +264,16 @@ def store_files(url: PacsURL, opts: DimseOptions, files: list):
             ae.add_requested_context(sop, sorted({p[1] for p in pairs if p[0] == sop}))
         assoc = associate(ae, url, opts, what)
         try:
+            accepted = {(c.abstract_syntax, c.transfer_syntax[0])
+                        for c in assoc.accepted_contexts}
             for f, h in zip(files, heads):
                 if outcome.done(str(h.SOPInstanceUID)):
+                    continue
+                pair = (str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID))
+                if pair not in accepted:
+                    outcome.rejected.append((str(h.SOPInstanceUID), (
+                        f"{os.path.basename(f)}: the server accepts no SOP class {pair[0]} "
+                        f"in transfer syntax {pair[1]} (presentation context rejected)")))
                     continue
                 status = assoc.send_c_store(f)
                 code = _status(status)
