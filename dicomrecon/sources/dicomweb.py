@@ -172,6 +172,10 @@ def retrieve_series(web, url: PacsURL, series_uid: str, expected: set, folder: s
                     _write(ds, folder, sop)
                     on_instance(sop)
         _call(what, url, stream, creds_text=creds)
+        left = [s for s in expected if not os.path.exists(os.path.join(folder, s + ".dcm"))]
+        if left:  # the multipart body ended early: the server stopped or cut the connection
+            raise Transient(f"{url.base}: the transfer of series {series_uid} ended with "
+                            f"{len(left)} of {len(expected)} instance(s) missing")
     with_retries(attempt)
 
 

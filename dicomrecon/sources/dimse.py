@@ -139,6 +139,10 @@ class _Store:
         self.folder_for, self.expected, self.on_instance = folder_for, expected, on_instance
         self.errors = []
 
+    def missing(self) -> int:
+        return sum(not os.path.exists(os.path.join(self.folder_for(s), s + ".dcm"))
+                   for s in self.expected)
+
     def __call__(self, event):
         sop = str(event.request.AffectedSOPInstanceUID)
         if sop not in self.expected:
@@ -206,6 +210,9 @@ def _check_retrieve(url: PacsURL, responses, what: str, store: _Store) -> None:
     code, status, ident = final
     failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
     if code == GOOD and not failed:
+        if store.missing():
+            raise Transient(f"{url.display}: {what} ended with {store.missing()} of "
+                            f"{len(store.expected)} instance(s) missing")
         return
     done = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
     ours = f"; ours: {'; '.join(store.errors[:3])}" if store.errors else ""

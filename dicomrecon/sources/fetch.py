@@ -79,8 +79,12 @@ def retrieve(url: PacsURL, study_dir: str, opts: FetchOptions,
         missing = {s for s in sops if not os.path.exists(os.path.join(folder, s + ".dcm"))}
         done[0] += len(sops) - len(missing)
         if missing:
-            _fetch_series(url, web, series, missing, folder, opts, tick,
-                          _sop_classes if _sop_classes is not None else list(sops.values()))
+            try:
+                _fetch_series(url, web, series, missing, folder, opts, tick,
+                              _sop_classes if _sop_classes is not None else list(sops.values()))
+            except PacsError as exc:
+                raise PacsError(f"{exc}; {done[0]} of {len(rows)} instance(s) had arrived, "
+                                "nothing was converted") from None
         got = {s for s in sops if os.path.exists(os.path.join(folder, s + ".dcm"))}
         if got != set(sops):
             raise PacsError(f"{url.display}: series {series}: {len(sops) - len(got)} of "
