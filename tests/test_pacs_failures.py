@@ -4,6 +4,7 @@ restarted here (its storage survives)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -126,3 +127,82 @@ def test_server_killed_during_retrieval_then_stopped(orthanc, tmp_path, ct, prot
                             "-o", str(tmp_path / "out2")])
     assert r.exit_code == 0, r.output
     assert len(list(cache.rglob("*.dcm"))) == 58
+
+
+def test_bearer_token_rejected_and_never_shown(orthanc, tmp_path, ct, monkeypatch):
+    monkeypatch.setenv("DICOMRECON_DICOMWEB_TOKEN", "tok-3x4mple-value")
+    line = fails(tmp_path, url_for(orthanc, "dicomweb", *ct), match="HTTP 401")
+    assert "bearer auth from DICOMRECON_DICOMWEB_TOKEN" in line
+    assert "tok-3x4mple-value" not in line
+
+
+class TlsFront:
+    """A TLS terminator (Python's ssl) in front of Orthanc's HTTP port: Debian's Orthanc 1.10
+    serves HTTPS that resets every connection under OpenSSL 3, so the test puts a real TLS
+    server of its own in front of the real Orthanc."""
+
+    def __init__(self, cert, key, backend_port: int):
+        import socket
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.backend = backend_port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import socket
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                tls = self.ctx.wrap_socket(conn, server_side=True)
+            except OSError:      # the client refused our certificate: that is the point
+                conn.close()
+                continue
+            back = socket.create_connection(("127.0.0.1", self.backend))
+            for a, b in ((tls, back), (back, tls)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_tls_verified_by_default_and_ca_bundle_adds_a_ca(orthanc, tmp_path):
+    """HTTPS with a self-signed certificate: refused without --ca-bundle, fine with it."""
+    import shutil
+    import subprocess
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    front = TlsFront(cert, key, orthanc.http_port)
+    root = f"https://127.0.0.1:{front.port}/dicom-web"
+    try:
+        r = runner.invoke(app, ["query", root])
+        assert r.exit_code == ExitCode.PACS, r.output
+        assert "TLS certificate verification failed" in r.stderr and "--ca-bundle" in r.stderr
+        r = runner.invoke(app, ["query", root, "--ca-bundle", str(cert), "--json"])
+        assert r.exit_code == 0, r.output
+        assert len(json.loads(r.stdout)) >= 4
+    finally:
+        front.close()

@@ -107,8 +107,10 @@ def _reason(exc) -> str:
     """The innermost reason of a requests/urllib3 error, short and without URLs' secrets."""
     inner = exc
     for _ in range(5):
-        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args and
-                                                   isinstance(inner.args[0], Exception) else None)
+        nxt = getattr(inner, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = inner.args[0] if inner.args and isinstance(inner.args[0], BaseException) \
+                else None
         if nxt is None or nxt is inner:
             break
         inner = nxt
