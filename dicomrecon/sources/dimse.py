@@ -118,18 +118,30 @@ def _comment(status) -> str:
 
 
 def find_instances(url: PacsURL, opts: DimseOptions) -> list:
-    """(series UID, SOP instance UID, SOP class UID) of every instance of the URL's
-    study/series."""
+    """(series UID, SOP instance UID) of every instance of the URL's study/series."""
     from pydicom import Dataset
     q = Dataset()
     q.QueryRetrieveLevel = "IMAGE"
     q.StudyInstanceUID = url.study_uid
     q.SeriesInstanceUID = url.series_uid or ""
     q.SOPInstanceUID = ""
-    q.SOPClassUID = ""
     rows = find(url, opts, q, f"searching for the instances of study {url.study_uid}")
-    return [(str(r.SeriesInstanceUID), str(r.SOPInstanceUID), str(r.get("SOPClassUID", "")))
+    return [(str(r.SeriesInstanceUID), str(r.SOPInstanceUID))
             for r in rows if r is not None and r.get("SOPInstanceUID")]
+
+
+def study_sop_classes(url: PacsURL, opts: DimseOptions) -> list:
+    """SOPClassesInStudy (0008,0062) from a study-level C-FIND (one answer; asking for each
+    instance's SOPClassUID makes a server read every file).  Empty when the server does not
+    say: C-GET then proposes COMMON_STORAGE."""
+    from pydicom import Dataset
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = url.study_uid
+    q.SOPClassesInStudy = ""
+    rows = find(url, opts, q, f"asking for the SOP classes of study {url.study_uid}")
+    found = rows[0].get("SOPClassesInStudy", []) if rows and rows[0] is not None else []
+    return [str(c) for c in ([found] if isinstance(found, str) else found) if c]
 
 
 class _Store:
@@ -161,16 +173,21 @@ class _Store:
         return 0x0000
 
 
-def get_series(url: PacsURL, opts: DimseOptions, series_uid: str, sop_classes: list,
-               store: _Store) -> None:
-    """C-GET one series over one association (the server stores on the same association)."""
-    pnd = _pynetdicom()
+def _series_identifier(url: PacsURL, series_uid: str):
     from pydicom import Dataset
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
     q = Dataset()
     q.QueryRetrieveLevel = "SERIES"
     q.StudyInstanceUID = url.study_uid
     q.SeriesInstanceUID = series_uid
+    return q
+
+
+def get_series(url: PacsURL, opts: DimseOptions, series_uid: str, sop_classes: list,
+               store: _Store) -> None:
+    """C-GET one series over one association (the server stores on the same association)."""
+    pnd = _pynetdicom()
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+    q = _series_identifier(url, series_uid)
     what = f"retrieving series {series_uid} (C-GET)"
 
     def attempt():
@@ -225,12 +242,8 @@ def move_series(url: PacsURL, opts: DimseOptions, series_uid: str, store: _Store
     """C-MOVE one series to our own storage SCP on ``opts.move_port``; the server must know
     ``--calling-aet`` with this host and port."""
     pnd = _pynetdicom()
-    from pydicom import Dataset
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
-    q = Dataset()
-    q.QueryRetrieveLevel = "SERIES"
-    q.StudyInstanceUID = url.study_uid
-    q.SeriesInstanceUID = series_uid
+    q = _series_identifier(url, series_uid)
     what = f"retrieving series {series_uid} (C-MOVE to port {opts.move_port})"
 
     def attempt():

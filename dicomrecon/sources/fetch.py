@@ -42,13 +42,16 @@ class Retrieved:
 
 
 def _instances(url: PacsURL, opts: FetchOptions) -> tuple:
-    """(client-or-None, [(series, sop, sop_class)]) of the URL's study/series."""
+    """(client-or-None, [(series, sop)], SOP classes for C-GET) of the URL's study/series."""
     if url.kind == "dicomweb":
         from . import dicomweb
         web = dicomweb.client(url, dicomweb.WebOptions(opts.timeout, opts.ca_bundle))
-        return web, [(se, sop, "") for se, sop in dicomweb.search_instances(web, url)]
+        return web, dicomweb.search_instances(web, url), []
     from . import dimse
-    return None, dimse.find_instances(url, _dimse_opts(opts))
+    rows = dimse.find_instances(url, _dimse_opts(opts))
+    classes = dimse.study_sop_classes(url, _dimse_opts(opts)) if rows and not \
+        opts.move_port else []
+    return None, rows, classes
 
 
 def _dimse_opts(opts: FetchOptions):
@@ -59,14 +62,14 @@ def _dimse_opts(opts: FetchOptions):
 def retrieve(url: PacsURL, study_dir: str, opts: FetchOptions,
              progress: Optional[Callable] = None, *, _sop_classes=None) -> Retrieved:
     """Fetch every instance of the URL's study/series into ``study_dir``."""
-    web, rows = _instances(url, opts)
+    web, rows, classes = _instances(url, opts)
     what = f"series {url.series_uid}" if url.series_uid else f"study {url.study_uid}"
     if not rows:
         raise PacsError(f"{url.display}: no instances found for {what} (unknown UID, or "
                         "not visible to this user/AE)")
     by_series: dict = {}
-    for series, sop, cls in rows:
-        by_series.setdefault(series, {})[sop] = cls
+    for series, sop in rows:
+        by_series.setdefault(series, set()).add(sop)
     done = [0]
 
     def tick(_sop):
@@ -81,7 +84,7 @@ def retrieve(url: PacsURL, study_dir: str, opts: FetchOptions,
         if missing:
             try:
                 _fetch_series(url, web, series, missing, folder, opts, tick,
-                              _sop_classes if _sop_classes is not None else list(sops.values()))
+                              classes if _sop_classes is None else _sop_classes)
             except PacsError as exc:
                 raise PacsError(f"{exc}; {done[0]} of {len(rows)} instance(s) had arrived, "
                                 "nothing was converted") from None
