@@ -181,31 +181,36 @@ def Volume_from(path):
     return vol.array, vol.affine
 
 
-def test_c_store_reports_what_was_rejected(orthanc, corpus, tmp_path):
-    """Orthanc refuses a SOP class it does not know: that instance is listed with the reason,
-    the others are accepted, and the exit code says not everything arrived."""
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_send_reports_what_was_rejected(orthanc, corpus, tmp_path, protocol):
+    """Orthanc refuses one instance (C-STORE: a SOP class it does not know; STOW-RS: no
+    SOPClassUID): that one is listed with the reason, the others are accepted, and the outcome
+    says not everything arrived."""
     import pydicom
     from dicomrecon.sources.send import send_files
-    src = sorted((corpus / "d2n_mr_jpegls").iterdir())
     files = []
-    for k, f in enumerate(src):
+    for k, f in enumerate(sorted((corpus / "d2n_mr_jpegls").iterdir())):
         try:
             ds = pydicom.dcmread(f)
         except Exception:
             continue
-        ds.SeriesInstanceUID = "2.25.4242"
-        ds.SOPInstanceUID = f"2.25.4242{k}"
-        if k == 0:
+        ds.SeriesInstanceUID = f"2.25.4242{len(protocol)}"
+        ds.SOPInstanceUID = f"2.25.4242{len(protocol)}{k}"
+        if not files and protocol == "dimse":
             ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.3.4.5.6.7"
+        elif not files:
+            del ds.SOPClassUID
         files.append(tmp_path / f"{k}.dcm")
         ds.save_as(files[-1])
-    outcome = send_files(orthanc.dimse, [str(f) for f in files], calling_aet=CALLING_AET)
+    dest = orthanc.dimse if protocol == "dimse" else orthanc.dicomweb
+    outcome = send_files(dest, [str(f) for f in files], calling_aet=CALLING_AET)
     assert not outcome.ok and len(outcome.accepted) == len(files) - 1
     (sop, why), = outcome.rejected
-    assert sop == "2.25.42420" and "SOP class 1.2.3.4.5.6.7" in why
-    lines = outcome.lines()
-    assert lines[0] == (f"sent {len(files) - 1} of {len(files)} instance(s) to {orthanc.dimse}; "
-                        "1 rejected, 0 not sent")
+    assert sop == str(pydicom.dcmread(files[0]).SOPInstanceUID)
+    assert ("SOP class 1.2.3.4.5.6.7" if protocol == "dimse" else "HTTP 400") in why
+    assert outcome.lines()[0] == (f"sent {len(files) - 1} of {len(files)} instance(s) to "
+                                  f"{dest}; 1 rejected, 0 not sent")
+    assert orthanc.series_instances(f"2.25.4242{len(protocol)}") == len(files) - 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -206,3 +206,17 @@ def test_tls_verified_by_default_and_ca_bundle_adds_a_ca(orthanc, tmp_path):
         assert len(json.loads(r.stdout)) >= 4
     finally:
         front.close()
+
+
+def test_export_to_a_refusing_server_exits_9(orthanc, corpus, tmp_path):
+    """The series is written locally, sending fails: one line says so, exit 9."""
+    r = runner.invoke(app, ["convert", str(corpus / "d2n_mr_siemens_enhanced_mf"), "-o",
+                            str(tmp_path / "c"), "-f", "nii"])
+    assert r.exit_code == 0, r.output
+    (nii,) = (tmp_path / "c").glob("*.nii")
+    r = runner.invoke(app, ["export", str(nii), "-o", str(tmp_path / "d"), "--to",
+                            orthanc.dimse, "--calling-aet", "STRANGER"])
+    assert r.exit_code == ExitCode.PACS, r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert "association rejected" in line and "not completely sent" in line
+    assert len(list((tmp_path / "d").iterdir())) == 8      # the local series is complete

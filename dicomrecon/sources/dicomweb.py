@@ -200,21 +200,22 @@ def store(web, url: PacsURL, files: list) -> "SendOutcome":
         response = with_retries(lambda: _call(
             f"storing instances {i + 1}-{i + len(chunk)} of {len(files)}", url,
             lambda: _stow(web, chunk), creds_text=creds))
-        outcome.add_stow(chunk, response)
+        outcome.add_stow(chunk, *response)
     return outcome
 
 
-def _stow(web, datasets):
-    """STOW-RS one batch; a 409/202 body (some instances failed) is read, not raised."""
+def _stow(web, datasets) -> tuple:
+    """STOW-RS one batch: (response dataset, HTTP status).  A 400/409 body that lists
+    per-instance outcomes is read, not raised."""
     import pydicom
     import requests
     try:
-        return web.store_instances(datasets)
+        return web.store_instances(datasets), 200
     except requests.exceptions.HTTPError as exc:
         resp = exc.response
-        if resp is not None and resp.status_code in (202, 409) and resp.content:
+        if resp is not None and resp.status_code in (400, 409) and resp.content:
             try:
-                return pydicom.Dataset.from_json(resp.json())
+                return pydicom.Dataset.from_json(resp.json()), resp.status_code
             except ValueError:
                 pass
         raise

@@ -45,7 +45,7 @@ class SendOutcome:
             self.rejected.append((sop, f"{os.path.basename(path)}: status 0x{code:04X} "
                                        f"{text}".strip()))
 
-    def add_stow(self, datasets: list, response) -> None:
+    def add_stow(self, datasets: list, response, http_status: int = 200) -> None:
         """A STOW-RS response: ReferencedSOPSequence (stored) and FailedSOPSequence."""
         seen = set()
         for item in (response.get("ReferencedSOPSequence", []) if response else []):
@@ -56,15 +56,16 @@ class SendOutcome:
                 code = int(item.WarningReason)
                 self.warnings.append((sop, f"warning 0x{code:04X} {REASONS.get(code, '')}"))
         for item in (response.get("FailedSOPSequence", []) if response else []):
-            sop = str(item.get("ReferencedSOPInstanceUID", ""))
+            sop = str(item.get("ReferencedSOPInstanceUID", "?"))
             seen.add(sop)
             code = int(item.get("FailureReason", 0) or 0)
             self.rejected.append((sop, f"failure reason 0x{code:04X} "
                                        f"{REASONS.get(code, '')}".strip()))
         for ds in datasets:
-            if str(ds.SOPInstanceUID) not in seen:
-                self.rejected.append((str(ds.SOPInstanceUID), "no status in the STOW-RS "
-                                      "response: its fate is unknown"))
+            sop = str(ds.get("SOPInstanceUID", "?"))
+            if sop not in seen:
+                self.rejected.append((sop, f"HTTP {http_status}: the STOW-RS response gives no "
+                                      "status for this instance; assume it was not stored"))
 
     @property
     def ok(self) -> bool:
