@@ -43,6 +43,10 @@ def client(url: PacsURL, opts: WebOptions):
         import requests
     except ImportError:
         raise missing_extra("dicomweb-client") from None
+    import logging
+    # dicomweb-client logs server warnings itself; without a handler Python would print them
+    # beside our one-line messages.  What matters is reported by us.
+    logging.getLogger("dicomweb_client").addHandler(logging.NullHandler())
     session = requests.Session()
     session.trust_env = False       # no netrc/proxy surprises: credentials are ours to choose
     creds = credentials.load(url.host)
