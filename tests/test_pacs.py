@@ -261,3 +261,26 @@ def test_netrc_credentials(orthanc, corpus, tmp_path, monkeypatch):
     r = cli("scan", source_url(orthanc, "dicomweb", study))
     assert r.exit_code == 0, r.output
     assert_no_secret(r.output)
+
+
+def test_credential_precedence_and_nothing_shown(tmp_path, monkeypatch):
+    from dicomrecon.errors import PacsError
+    from dicomrecon.sources import credentials
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine pacs.example login nl password pw-from-netrc\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("DICOMRECON_DICOMWEB_TOKEN", "tok-secret")
+    c = credentials.load("pacs.example")
+    assert (c.kind, c.secret) == ("bearer", "tok-secret")
+    monkeypatch.delenv("DICOMRECON_DICOMWEB_TOKEN")
+    c = credentials.load("pacs.example")
+    assert (c.kind, c.user, c.secret) == ("basic", USER, PASSWORD)
+    monkeypatch.delenv("DICOMRECON_DICOMWEB_PASSWORD")
+    with pytest.raises(PacsError, match="DICOMRECON_DICOMWEB_PASSWORD is not set"):
+        credentials.load("pacs.example")
+    monkeypatch.delenv("DICOMRECON_DICOMWEB_USER")
+    c = credentials.load("pacs.example")
+    assert (c.kind, c.origin, c.user, c.secret) == ("basic", "netrc", "nl", "pw-from-netrc")
+    assert credentials.load("other.example").kind == "none"
+    for text in (repr(c), c.describe()):
+        assert "pw-from-netrc" not in text

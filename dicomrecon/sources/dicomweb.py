@@ -47,18 +47,31 @@ def client(url: PacsURL, opts: WebOptions):
     # dicomweb-client logs server warnings itself; without a handler Python would print them
     # beside our one-line messages.  What matters is reported by us.
     logging.getLogger("dicomweb_client").addHandler(logging.NullHandler())
-    session = requests.Session()
-    session.trust_env = False       # no netrc/proxy surprises: credentials are ours to choose
+    session = requests.Session()    # trust_env: proxies and REQUESTS_CA_BUNDLE still apply
     creds = credentials.load(url.host)
     if creds.kind == "basic":
         session.auth = (creds.user, creds.secret)
     elif creds.kind == "bearer":
-        session.headers["Authorization"] = f"Bearer {creds.secret}"
+        session.auth = _Bearer(creds.secret)  # an auth object: requests' netrc never overrides
     session.verify = _ca_bundle(opts.ca_bundle) if opts.ca_bundle else True
     web = DICOMwebClient(url.base, session=session, timeout=opts.timeout)
     web.set_http_retry_params(retry=False)  # we retry ourselves, bounded, for more errors
     web.dicomrecon_creds = creds
     return web
+
+
+class _Bearer:
+    """requests auth: ``Authorization: Bearer TOKEN`` (repr never shows the token)."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
 
 
 def _ca_bundle(path: str) -> str:
