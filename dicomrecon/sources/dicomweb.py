@@ -47,13 +47,18 @@ def client(url: PacsURL, opts: WebOptions):
     # dicomweb-client logs server warnings itself; without a handler Python would print them
     # beside our one-line messages.  What matters is reported by us.
     logging.getLogger("dicomweb_client").addHandler(logging.NullHandler())
-    session = requests.Session()    # trust_env: proxies and REQUESTS_CA_BUNDLE still apply
+    session = requests.Session()
+    # Not trust_env: with it, requests lets REQUESTS_CA_BUNDLE override --ca-bundle and reads
+    # netrc behind our back.  Proxies from the environment (and no_proxy) still apply.
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(url.base)
     creds = credentials.load(url.host)
     if creds.kind == "basic":
         session.auth = (creds.user, creds.secret)
     elif creds.kind == "bearer":
         session.auth = _Bearer(creds.secret)  # an auth object: requests' netrc never overrides
-    session.verify = _ca_bundle(opts.ca_bundle) if opts.ca_bundle else True
+    session.verify = _ca_bundle(opts.ca_bundle) if opts.ca_bundle else (
+        os.environ.get("REQUESTS_CA_BUNDLE") or True)
     web = DICOMwebClient(url.base, session=session, timeout=opts.timeout)
     web.set_http_retry_params(retry=False)  # we retry ourselves, bounded, for more errors
     web.dicomrecon_creds = creds
@@ -75,13 +80,15 @@ class _Bearer:
 
 
 def _ca_bundle(path: str) -> str:
-    """The default CA bundle plus ``path``, in a private file (``--ca-bundle`` adds a CA)."""
+    """The default CA bundle ($REQUESTS_CA_BUNDLE, else certifi's) plus ``path``, in a private
+    file: ``--ca-bundle`` adds a CA."""
     if not os.path.isfile(path):
         raise PacsError(f"--ca-bundle {path}: no such file")
     import certifi
+    default = os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()
     fd, out = tempfile.mkstemp(prefix="dicomrecon-ca-", suffix=".pem")
     with os.fdopen(fd, "wb") as dst:
-        for src in (certifi.where(), path):
+        for src in (default, path):
             with open(src, "rb") as f:
                 shutil.copyfileobj(f, dst)
             dst.write(b"\n")
