@@ -284,3 +284,12 @@ def test_credential_precedence_and_nothing_shown(tmp_path, monkeypatch):
     assert credentials.load("other.example").kind == "none"
     for text in (repr(c), c.describe()):
         assert "pw-from-netrc" not in text
+
+
+def test_missing_pacs_extra_is_named(orthanc, corpus, tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "pynetdicom", None)     # as if not installed
+    study, _ = corpus_uids(corpus / "d2n_mr_jpegls")
+    r = cli("convert", source_url(orthanc, "dimse", study), "-o", tmp_path / "o")
+    assert r.exit_code == 9, r.output
+    assert "needs the pynetdicom package" in r.stderr and "dicomrecon[pacs]" in r.stderr
