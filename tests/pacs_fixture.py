@@ -31,6 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: Orthanc gets SIGKILL when the test process dies (killed by a timeout, say),
+    instead of lingering with its ports."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Orthanc:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -83,7 +93,8 @@ class Orthanc:
         cfg.write_text(json.dumps(self.config(), indent=1))
         log = open(self.folder / "orthanc.log", "ab")
         self.proc = subprocess.Popen([EXE, str(cfg)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
