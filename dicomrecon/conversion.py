@@ -321,7 +321,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None,
             on_output: Optional[Callable] = None,
-            bids: bool = False) -> ConversionResult:
+            bids: bool = False, source: Optional[dict] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
@@ -332,6 +332,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     outputs, refusals and skipped files; it is written however the run ends.
     ``result.exit_code`` is the CLI's exit code.  With ``bids``, each sidecar has BIDS keys at
     the top level and dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
+    ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the local folder as
+    ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -344,7 +346,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     try:
         jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
         names = _Names()
-        ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output)
+        ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
+                       source)
         for job in jobs:
             for vps in job.sets:
                 stem = names.take(output_stem(job.series, vps[0].group, name,
@@ -358,7 +361,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         result.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        write_json(os.path.join(outdir, REPORT_NAME), report(result))
+        write_json(os.path.join(outdir, REPORT_NAME), _with_source(report(result), source))
     return result
 
 
@@ -439,6 +442,7 @@ class _Context:
     progress: Optional[Callable]
     bids: bool
     on_output: Optional[Callable]
+    source: Optional[dict] = None     # a remote source (URL, UIDs) recorded instead of root
 
     def finish(self, output: "Output", array) -> "Output":
         if self.on_output:
@@ -456,7 +460,8 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
     write_volume(path, array, vols[0].affine, ctx.fmt,
                  description=f"dicomrecon {__version__} {label}",
                  progress=_stage(ctx.progress, "write", label), tr=tr)
-    side = sidecar_4d(vols, array, ctx.root, os.path.basename(path), ctx.fmt)
+    side = _with_source(sidecar_4d(vols, array, ctx.root, os.path.basename(path),
+                                   ctx.fmt), ctx.source)
     _diffusion_4d(side, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if ctx.bids else side)
@@ -471,7 +476,7 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                  description=f"dicomrecon {__version__} {vp.label}",
                  progress=_stage(ctx.progress, "write", vp.label))
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
-    side = sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt)
+    side = _with_source(sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt), ctx.source)
     dif = vp.slices[0].extra.get("diffusion")
     if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
         side["diffusion"] = dif.to_dict()
@@ -515,6 +520,15 @@ def _with_bids(side: dict, plans: list, affine) -> dict:
     """BIDS keys at the top level, dicomrecon's sidecar under "dicomrecon"."""
     from .bids.sidecar import bids_keys
     return {**bids_keys(plans, affine), "dicomrecon": side}
+
+
+def _with_source(doc: dict, source: Optional[dict]) -> dict:
+    """Record a remote source (URL and UIDs) instead of the local cache folder."""
+    if source:
+        target = doc["source"] if "source" in doc else doc
+        target["input"] = source.get("url")
+        target["pacs"] = source
+    return doc
 
 
 def _stage(progress, stage: str, label: str):
