@@ -324,6 +324,12 @@ def export_cmd(
 # --- export command (end)
 
 
+# --- batch command (dicomrecon/batch/cli.py)
+from .batch.cli import register as _register_batch  # noqa: E402
+
+_register_batch(app, sys.modules[__name__])
+
+
 def main():  # console-script entry point
     import warnings
     # pydicom warns about odd values as it parses; dicomrecon reports what matters itself,

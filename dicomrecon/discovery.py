@@ -129,6 +129,19 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
     """Read every header under ``root`` and return its series, groups and skipped files."""
     root = os.fspath(root)
     files = iter_files(root)
+    headers, skipped = read_files(files, progress)
+    if series_uid is not None:
+        headers = [h for h in headers if h.series_instance_uid == series_uid]
+    series = group_headers(headers, skipped, tol)
+    return ScanResult(root, series, skipped, len(files))
+
+
+def read_files(files: list, progress: ProgressFn = None) -> tuple:
+    """The headers of ``files`` (in order) and ``[(path, reason)]`` for the files skipped.
+
+    :func:`scan` reads one folder with it; ``dicomrecon batch`` reads chunks of a whole archive
+    with it in parallel, then groups them all with :func:`group_headers`.
+    """
     headers, skipped = [], []
     for i, path in enumerate(files):
         try:
@@ -137,10 +150,7 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
             skipped.append((path, str(exc).removeprefix(path + ": ")))
         if progress:
             progress(i + 1, len(files))
-    if series_uid is not None:
-        headers = [h for h in headers if h.series_instance_uid == series_uid]
-    series = group_headers(headers, skipped, tol)
-    return ScanResult(root, series, skipped, len(files))
+    return headers, skipped
 
 
 def group_headers(headers: Iterable[SliceHeader], skipped: list,
