@@ -191,7 +191,7 @@ class DaskEngine:
                               "pip install 'dicomrecon[dask]'") from None
         self.timeout = timeout
         try:
-            self.client = Client(address, timeout="20s", set_as_default=False)
+            self.client = Client(address, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise EngineError(f"--scheduler {address}: cannot connect to a Dask scheduler "
                               f"({type(exc).__name__}: {exc})") from None

@@ -66,8 +66,7 @@ class _Planned:
 def prepare_outdir(opts: BatchOptions) -> str:
     outdir = os.path.abspath(opts.outdir)
     for root in input_roots(opts.inputs, opts.from_list):
-        if os.path.exists(root) and is_inside(outdir, root if os.path.isdir(root)
-                                               else os.path.dirname(os.path.abspath(root))):
+        if os.path.exists(root) and is_inside(outdir, root):
             raise OutputError(f"{outdir}: the output folder is inside the input {root}; "
                               "dicomrecon never writes into its input", hint="choose another -o")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
@@ -91,11 +90,12 @@ def settings_digest(opts: BatchOptions, placement: Placement) -> str:
 
 
 def series_root(series, outdir: str) -> str:
-    """The folder a series' sidecar names its source files relative to: the deepest folder
-    holding all of them (their own folder when that would contain OUTDIR)."""
-    dirs = sorted({os.path.dirname(os.path.abspath(p)) for p in series_files(series)})
-    root = os.path.commonpath(dirs)
-    return dirs[0] if is_inside(outdir, root) else root
+    """What a series' sidecar names as its input, source files relative to its folder: the
+    deepest folder holding all of them, or its first file when that folder holds OUTDIR
+    (convert never writes into its input)."""
+    files = series_files(series)
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files])
+    return os.path.abspath(files[0]) if is_inside(outdir, root) else root
 
 
 def plan(index: Index, manifest: Manifest, opts: BatchOptions, outdir: str) -> list:
