@@ -37,11 +37,14 @@ def _worker_main(conn) -> None:
     import warnings
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     while True:
-        job = conn.recv()
-        if job is None:
+        try:
+            job = conn.recv()
+            if job is None:
+                return
+            fn, arg = job
+            conn.send(fn(arg))
+        except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the driver is gone
             return
-        fn, arg = job
-        conn.send(fn(arg))
 
 
 class _Worker:

@@ -52,6 +52,7 @@ class Record:
     modality: str = ""
     seconds: float = 0.0
     worker: str = ""
+    worker_peak_rss: int = 0                  # bytes, the worker's high-water mark
     finished: str = ""
 
     @classmethod

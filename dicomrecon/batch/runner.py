@@ -166,4 +166,5 @@ def run_batch(opts: BatchOptions, echo: Callable = print) -> BatchResult:
 def _record(meta: Record, res: TaskResult) -> Record:
     return Record(**{**meta.__dict__, "status": res.status, "reasons": list(res.reasons),
                      "findings": list(res.findings), "seconds": round(res.seconds, 3),
-                     "worker": res.worker, "outputs": []})
+                     "worker": res.worker, "worker_peak_rss": res.worker_peak_rss,
+                     "outputs": []})

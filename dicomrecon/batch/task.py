@@ -65,8 +65,8 @@ class TaskResult:
     findings: list = field(default_factory=list)   # finding codes
     seconds: float = 0.0
     worker: str = ""
-    attempts: int = 1
     staging: str = ""
+    worker_peak_rss: int = 0      # bytes: the worker process's high-water mark so far
 
 
 def sha256_file(path: str) -> str:
@@ -75,6 +75,12 @@ def sha256_file(path: str) -> str:
         while chunk := fp.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def worker_name() -> str:
@@ -103,6 +109,7 @@ def run_series(task: SeriesTask) -> TaskResult:
             result = failed(task, f"{type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - t0
         result.worker = worker_name()
+        result.worker_peak_rss = peak_rss()
         return result
 
 
