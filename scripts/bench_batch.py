@@ -228,8 +228,6 @@ def run_all(args, work: str, archive: str) -> dict:
 def tiny_archive(root: str, n_files: int, per_series: int = 100) -> None:
     """``n_files`` 8 x 8 CT slices, ``per_series`` a series, 100 series a folder: one template
     written by pydicom, then fixed-width UIDs and positions patched into copies of its bytes."""
-    from pydicom.uid import generate_uid
-
     from dicomrecon.synthetic import SeriesSpec, write_series
     tmpl_dir = os.path.join(root, "_template")
     path = write_series(SeriesSpec(rows=8, columns=8, n_slices=1, origin=(0.0, 0.0, 0.0),

@@ -40,10 +40,10 @@ def build_corpus_tree(corpus: Path, root: Path) -> Path:
     return root
 
 
-def build_synthetic_tree(root: Path, n: int = 6, slices: int = 60) -> Path:
+def build_synthetic_tree(root: Path, n: int = 6, slices: int = 48) -> Path:
     """``n`` tilted CT series (resampled: a fraction of a second each) in nested folders."""
     for i in range(n):
-        spec = SeriesSpec(rows=256, columns=256, n_slices=slices, tilt_deg=12.0,
+        spec = SeriesSpec(rows=192, columns=192, n_slices=slices, tilt_deg=12.0,
                           series_number=i + 1, series_description=f"tilted {i + 1}",
                           origin=(-10.0, -20.0, 30.0 + i))
         write_series(spec, root / f"p{i % 2}" / f"study{i % 3}" / f"s{i}")

@@ -1,7 +1,6 @@
 """dicomrecon batch: the same volumes as per-folder convert, on a local pool and on a real Dask
 cluster; workers killed, runs killed and resumed, changed inputs, bad series among good ones."""
 
-import json
 import os
 import shutil
 import signal
@@ -214,7 +213,7 @@ def test_bad_series_among_good_ones_and_timeouts(synthetic, tmp_path):
 
 
 def test_layout_tokens_inputs_and_errors(corpus, tmp_path):
-    from dicomrecon.batch.layout import DEFAULT_LAYOUT, check_layout, layout_tokens
+    from dicomrecon.batch.layout import DEFAULT_LAYOUT, layout_tokens
     assert DEFAULT_LAYOUT.split("/")[-1] == DEFAULT_NAME
     assert {"%n", "%d", "%i", "%u", "%g", "%a", "%s", "%y"} <= set(layout_tokens())
     for bad, why in [("/abs/%n", "relative"), ("%i/../%n", "relative"), ("%i/%q", "%q"),

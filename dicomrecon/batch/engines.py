@@ -57,7 +57,10 @@ class _Worker:
 
     def give(self, fn, item) -> None:
         self.job = (item, time.monotonic())
-        self.conn.send((fn, item))
+        try:
+            self.conn.send((fn, item))
+        except OSError:  # it just died: the supervisor sees it and retries the job
+            pass
 
     def stop(self, kill: bool = False) -> None:
         try:
@@ -95,10 +98,12 @@ class LocalEngine:
         self.pool = []
 
     def _workers(self, n: int) -> list:
-        self.pool = [w for w in self.pool if w.proc.is_alive()]
+        """Idle live workers, started so that at most ``n`` are busy or idle.  A dead worker
+        still holding a job stays in the pool until the loop has dealt with its job."""
+        self.pool = [w for w in self.pool if w.job is not None or w.proc.is_alive()]
         while len(self.pool) < n:
             self.pool.append(_Worker(self.ctx))
-        return self.pool[:n]
+        return [w for w in self.pool if w.job is None and w.proc.is_alive()]
 
     def map_chunks(self, fn: Callable, chunks: list, on_done: Callable) -> list:
         """``fn`` over ``chunks`` on the workers; results in chunk order."""
@@ -132,7 +137,7 @@ class LocalEngine:
         busy = 0
         while queue or busy:
             for w in self._workers(min(self.n, busy + len(queue))):
-                if w.job is None and queue:
+                if queue:
                     item = queue.popleft()
                     attempts[id(item)] += 1
                     w.give(fn, arg(item))

@@ -30,8 +30,20 @@ class Chunk:
 
 
 def read_chunk(paths: list) -> Chunk:
-    """Read the headers of ``paths`` (runs on a worker)."""
-    headers, skipped = read_files(paths)
+    """Read the headers of ``paths`` (runs on a worker).  A file that makes the reader fail
+    unexpectedly is listed as skipped with the error, and the rest of the chunk is still read."""
+    try:
+        headers, skipped = read_files(paths)
+    except Exception:  # a reader bug on one odd file: find it, keep the others
+        headers, skipped = [], []
+        for p in paths:
+            try:
+                h, sk = read_files([p])
+            except Exception as exc:
+                h, sk = [], [(p, f"unreadable header (internal error {type(exc).__name__}: "
+                                 f"{exc}; please report it)")]
+            headers += h
+            skipped += sk
     stats = {}
     for p in {h.path for h in headers}:
         try:

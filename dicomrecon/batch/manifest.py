@@ -86,6 +86,7 @@ class Manifest:
         return self
 
     def close(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
         if self._lock:
             self._lock.close()
             self._lock = None
@@ -210,7 +211,3 @@ class Manifest:
             with open(tmp, "w", encoding="utf-8") as fp:
                 for uid in sorted(self.records):
                     fp.write(json.dumps(asdict(self.records[uid]), default=str) + "\n")
-
-    def finish(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.compact()

@@ -6,20 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .. import __version__
-from ..errors import ExitCode, OutputError
+from ..conversion import check_output_dir
+from ..errors import ExitCode
 from ..plan import DEFAULT_POLICY, Policy
-from ..writers import extension, is_inside, make_writable_folder
+from ..writers import extension, is_inside
 from .engines import MAX_ATTEMPTS, DaskEngine, LocalEngine
 from .index import Index, build_index, fingerprint, series_files
 from .inputs import collect, input_roots
 from .layout import DEFAULT_LAYOUT, Placement, check_layout, place, read_study_id, study_values
 from .manifest import Manifest, Record
 from .summary import CONVERTED, UP_TO_DATE, BatchProgress, SummaryRow, write_summary
-from .task import FAILED, WRITTEN, SeriesTask, TaskResult
+from .task import FAILED, WRITTEN, SeriesTask, TaskResult, failed
 
 
 @dataclass
@@ -64,14 +65,10 @@ class _Planned:
 
 
 def prepare_outdir(opts: BatchOptions) -> str:
+    """OUTDIR, created, checked to lie inside no input (call after the inputs are checked)."""
     outdir = os.path.abspath(opts.outdir)
     for root in input_roots(opts.inputs, opts.from_list):
-        if os.path.exists(root) and is_inside(outdir, root):
-            raise OutputError(f"{outdir}: the output folder is inside the input {root}; "
-                              "dicomrecon never writes into its input", hint="choose another -o")
-    if os.path.exists(outdir) and not os.path.isdir(outdir):
-        raise OutputError(f"{outdir}: exists and is not a folder")
-    make_writable_folder(outdir)
+        check_output_dir(outdir, root)
     return outdir
 
 
@@ -127,8 +124,8 @@ def run_batch(opts: BatchOptions, echo: Callable = print) -> BatchResult:
     """Convert every series under ``opts.inputs`` into ``opts.outdir`` (see README, "Batch")."""
     extension(opts.fmt)
     check_layout(opts.layout)
-    outdir = prepare_outdir(opts)
     files = collect(opts.inputs, opts.from_list)
+    outdir = prepare_outdir(opts)
     manifest = Manifest(outdir).open()
     try:
         with make_engine(opts, echo) as engine, BatchProgress(opts.progress) as bar:
@@ -154,9 +151,12 @@ def run_batch(opts: BatchOptions, echo: Callable = print) -> BatchResult:
                 bar.series_done(res.volumes, item.input_bytes, rec.status == FAILED)
 
             engine.run([i.task for i in planned if i.task is not None], on_result)
+            for item in planned:  # an engine must answer for every task; record it if not
+                if item.meta.series_instance_uid not in rows:
+                    on_result(failed(item.task, "the engine returned no result for it"))
             engine_name = engine.description
-        manifest.finish()
-    finally:
+        manifest.compact()
+    finally:  # interrupted or not: no staging left behind (a killed run's is removed next run)
         manifest.close()
     ordered = [rows[i.meta.series_instance_uid] for i in planned]
     write_summary(outdir, ordered, index.skipped)
