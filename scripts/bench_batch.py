@@ -193,7 +193,9 @@ def batch_run(argv_tail: list, work: str, name: str, timer) -> dict:
     res = {"wall_s": wall, "peak_rss_process_tree": rss, "exit": code,
            "series": len(records), "written": sum(r["status"] == "written" for r in records),
            "volumes": len(vols), "largest_volume_bytes": max(vols) - 352 if vols else None,
-           "worker_peak_rss": max(r.get("worker_peak_rss", 0) for r in records)}
+           "worker_peak_rss": max(r.get("worker_peak_rss", 0) for r in records),
+           # series-seconds per wall second: how many workers were converting at once
+           "busy_workers": sum(r["seconds"] for r in records) / wall}
     shutil.rmtree(out)
     return res
 
@@ -300,19 +302,25 @@ def report(res: dict, disc: dict, rat: dict) -> None:
     print(f"\narchive: {res['w2']['series']} series, {gb:.2f} GB; largest volume "
           f"{res['w2']['largest_volume_bytes'] / 2**20:.0f} MiB; {os.cpu_count()} CPUs, load "
           f"average {res['load_before']:.1f} before the runs, {res['load_after']:.1f} after")
-    print(f"{'run':<34} {'wall s':>8} {'MB/s':>8} {'written':>8} {'worker RSS MiB':>15}")
+    print(f"{'run':<34} {'wall s':>8} {'MB/s':>8} {'written':>8} {'worker RSS MiB':>15} "
+          f"{'busy workers':>13}")
     for key, label in (("w1", "dicomrecon batch --workers 1"), ("w2", "dicomrecon batch --workers 2"),
                        ("dask2", "dicomrecon batch --scheduler (2 w)"),
                        ("dcm2niix2", "dcm2niix -z n, 2 processes")):
         r = res[key]
         rss = r.get("worker_peak_rss", r.get("peak_rss_one_process"))
         print(f"{label:<34} {r['wall_s']:>8.1f} {r['mb_per_s']:>8.1f} "
-              f"{r.get('written', '-'):>8} {rss / 2**20:>15.0f}")
+              f"{r.get('written', '-'):>8} {rss / 2**20:>15.0f} "
+              f"{fmt(r.get('busy_workers')):>13}")
     print(f"\n{'measure':<58} {'value':>7} {'target':>8}  result")
     for key, op, thr, what in TARGETS:
         v = rat[key]
         ok = "n/a" if v is None else ("PASS" if (v >= thr if op == ">=" else v <= thr) else "FAIL")
         print(f"{what:<58} {fmt(v):>7} {op + ' ' + str(thr):>8}  {ok}")
+    print("busy workers: the sum of the series' conversion times / wall time (how many "
+          "workers were converting at once)")
+    if disc is None:
+        return
     q, a = disc["quarter"], disc["all"]
     grow = (a["peak_rss"] - q["peak_rss"]) / max(1, a["files"] - q["files"])
     print(f"\ndiscovery (2 workers) of {a['files']} files ({a['series']} series): {a['wall_s']:.1f} s "
@@ -327,7 +335,7 @@ def main(argv=None) -> int:
     ap.add_argument("--series", type=int, default=100, help="series in the archive (100)")
     ap.add_argument("--large", action="store_true", help="every CT 512 x 512 (several x larger)")
     ap.add_argument("--discovery-files", type=int, default=100_000,
-                    help="tiny files for the discovery measure (100000)")
+                    help="tiny files for the discovery measure (100000; 0 to skip it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep the archive there")
     ap.add_argument("--json", metavar="FILE", help="also save the figures to FILE")
@@ -340,7 +348,7 @@ def main(argv=None) -> int:
             print(f"generating {args.series} series into {archive}", flush=True)
             generate_archive(archive, args.series, args.large, args.seed)
         res = run_all(args, work, archive)
-        disc = discovery(work, args.discovery_files)
+        disc = discovery(work, args.discovery_files) if args.discovery_files else None
         rat = ratios(res)
         report(res, disc, rat)
         doc = {"source": source_state(os.path.dirname(os.path.dirname(__file__))),
