@@ -239,3 +239,20 @@ def test_layout_tokens_inputs_and_errors(corpus, tmp_path):
     assert r.exit_code == 7 and "missing" in r.output
     r = runner.invoke(app, ["batch", str(tmp_path / "list.txt"), "-o", str(tmp_path / "o4")])
     assert r.exit_code == 3 and "no DICOM" in r.output
+
+
+def test_dicomdir_input_gives_the_volume_of_convert(corpus, tmp_path):
+    from pydicom.fileset import FileSet
+    src = corpus / "d2n_mr_hitachi_oblique39"
+    fs = FileSet()
+    for p in sorted(src.iterdir()):
+        fs.add(pydicom.dcmread(p))
+    fs.write(tmp_path / "media")  # DICOMDIR + PT000000/ST000000/SE000000/IM00000n
+    ref = tmp_path / "ref"
+    convert(str(src), str(ref), fmt="nii")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(tmp_path / "media" / "DICOMDIR"), "-o", str(out),
+                            "-f", "nii", "--workers", "1", "--progress"])
+    assert r.exit_code == 0, r.output
+    assert_same_volumes(volumes(out), volumes(ref))
+    assert "DICOMDIR" in (out / "dicomrecon-batch-skipped.csv").read_text()  # listed, not lost

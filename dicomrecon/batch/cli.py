@@ -12,7 +12,7 @@ LAYOUT_HELP = ("Output path template below OUTDIR; the last component is the fil
                "convert --name (its tokens: %n SeriesNumber, %d SeriesDescription, %m Modality, "
                "%p ProtocolName, %i PatientID, %u SeriesInstanceUID, %g group index), plus "
                + ", ".join(f"{k} {v.split(' (')[0]}" for k, v in STUDY_TOKENS.items())
-               + " (StudyID, or the last 8 characters of StudyInstanceUID).")
+               + " (%s: the last 8 characters of StudyInstanceUID when StudyID is empty).")
 
 
 def register(app: typer.Typer, main_cli) -> None:

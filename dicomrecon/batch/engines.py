@@ -138,20 +138,23 @@ class LocalEngine:
         while queue or busy:
             for w in self._workers(min(self.n, busy + len(queue))):
                 if queue:
-                    item = queue.popleft()
-                    attempts[id(item)] += 1
-                    w.give(fn, arg(item))
-                    w.job = (item, w.job[1])
+                    self._give(w, fn, arg, queue, attempts)
             workers = [w for w in self.pool if w.job is not None]
             busy = len(workers)
             if not busy:
                 continue
             ready = wait([w.conn for w in workers] + [w.proc.sentinel for w in workers],
                          timeout=self._next_deadline(workers))
+            done = []
             for w in workers:
                 item = w.job[0]
-                if w.conn in ready and self._receive(w, item, on_ok):
-                    continue
+                if w.conn in ready:
+                    res = self._receive(w)
+                    if res is not None:
+                        done.append((item, res))
+                        if queue:  # the next series first, so the worker never waits on us
+                            self._give(w, fn, arg, queue, attempts)
+                        continue
                 if not w.proc.is_alive() or w.conn in ready:
                     why = f"died (exit status {w.proc.exitcode})"
                     self._lost(w, item, attempts, queue, on_lost, why)
@@ -161,17 +164,26 @@ class LocalEngine:
                     attempts[id(item)] = self.max_attempts
                     on_lost(item, f"timed out after {self.timeout:g} s (--task-timeout); "
                                   "its worker process was killed")
+            for item, res in done:
+                on_ok(item, res)
             busy = sum(1 for w in self.pool if w.job is not None)
 
     @staticmethod
-    def _receive(w, item, on_ok) -> bool:
+    def _give(w, fn, arg, queue, attempts) -> None:
+        item = queue.popleft()
+        attempts[id(item)] += 1
+        w.give(fn, arg(item))
+        w.job = (item, w.job[1])
+
+    @staticmethod
+    def _receive(w):
+        """The worker's result, or None when it died instead of answering."""
         try:
             res = w.conn.recv()
         except (EOFError, OSError):
-            return False
+            return None
         w.job = None
-        on_ok(item, res)
-        return True
+        return res
 
     def _lost(self, w, item, attempts, queue, on_lost, why) -> None:
         w.stop(kill=True)

@@ -145,10 +145,10 @@ class Manifest:
 
     # ------------------------------------------------------------------ writing
     def _append(self, obj: dict) -> None:
+        # Flushed to the kernel at once, so a killed run loses nothing it wrote; not fsynced
+        # (a line per series would make the driver wait on the disk, and its workers with it).
         with open(self.path, "a", encoding="utf-8") as fp:
             fp.write(json.dumps(obj, default=str) + "\n")
-            fp.flush()
-            os.fsync(fp.fileno())
 
     def commit(self, result: TaskResult, record: Record) -> Record:
         """Move a task's staged files into place, then record the series (see module doc)."""
