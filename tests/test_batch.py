@@ -198,10 +198,10 @@ def test_bad_series_among_good_ones_and_timeouts(synthetic, tmp_path):
     assert [r["status"] for u, r in rec.items() if u != uid_bad] == ["written", "written"]
     assert "notes.txt" in (out / "dicomrecon-batch-skipped.csv").read_text()
     check_manifest_matches_files(out)
-    # every series over the time limit (a worker alone takes longer to start): all failed
+    # every series over a 1 ms time limit (resampling one takes far longer): all failed
     out2 = tmp_path / "out2"
     r = runner.invoke(app, ["batch", str(synthetic / "p1"), "-o", str(out2), "-f", "nii",
-                            "--workers", "1", "--task-timeout", "0.05"])
+                            "--workers", "1", "--task-timeout", "0.001"])
     assert r.exit_code == 4, r.output
     rec = manifest(out2)
     assert len(rec) == 3 and all(x["status"] == "failed" and "timed out" in x["reasons"][0]

@@ -85,7 +85,10 @@ class LocalEngine:
         self.n = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout
         self.max_attempts = max_attempts
-        self.ctx = mp.get_context("spawn")  # no fork of a driver that runs threads
+        # Workers come from a fork server that has imported the conversion code once: fast
+        # to start, and never a fork of the driver (which may run threads).
+        self.ctx = mp.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["dicomrecon.batch.task", "dicomrecon.conversion"])
         self.pool: list = []
         self.description = f"local pool of {self.n} worker process(es)"
 
