@@ -70,6 +70,7 @@ class Manifest:
         self.staging = os.path.join(outdir, STAGING)
         self.records: dict = {}               # SeriesInstanceUID -> Record (latest)
         self.pending: dict = {}               # SeriesInstanceUID -> files of an unfinished commit
+        self._owner: Optional[dict] = None    # see owned()
         self._lock = None
 
     # ------------------------------------------------------------------ open / close
@@ -110,8 +111,11 @@ class Manifest:
                     self.pending.pop(uid, None)
 
     def owned(self) -> dict:
-        """Output file (relative to OUTDIR) -> the series whose latest record lists it."""
-        return {o["file"]: uid for uid, r in self.records.items() for o in r.outputs}
+        """Output file (relative to OUTDIR) -> the series whose latest record lists it
+        (kept up to date as records change: one lookup per file, whatever the archive size)."""
+        if self._owner is None:
+            self._owner = {o["file"]: uid for uid, r in self.records.items() for o in r.outputs}
+        return self._owner
 
     def _recover(self) -> None:
         """Undo what a killed run left: its staging folder, files of unfinished commits."""
@@ -120,6 +124,7 @@ class Manifest:
         for uid in unfinished:  # converted again, whatever its last record said
             old = self.records.pop(uid, None)
             unfinished[uid].update(o["file"] for o in (old.outputs if old else []))
+        self._owner = None
         owned = self.owned()
         for files in unfinished.values():
             for rel in sorted(files):
@@ -175,14 +180,19 @@ class Manifest:
 
     def record(self, record: Record) -> Record:
         """Append ``record``; delete outputs of its previous record that it no longer lists."""
-        old = self.records.get(record.series_instance_uid)
+        uid = record.series_instance_uid
+        old = self.records.get(uid)
         self._append(asdict(record))
-        self.records[record.series_instance_uid] = record
-        if old is not None:
-            keep = self.owned()
-            for o in old.outputs:
-                if o["file"] not in keep:
-                    self._remove(o["file"])
+        self.records[uid] = record
+        owner = self.owned()
+        for o in old.outputs if old is not None else []:
+            if owner.get(o["file"]) == uid:
+                del owner[o["file"]]
+        for o in record.outputs:
+            owner[o["file"]] = uid
+        for o in old.outputs if old is not None else []:
+            if o["file"] not in owner:
+                self._remove(o["file"])
         return record
 
     def drop_staging(self, result: TaskResult) -> None:
