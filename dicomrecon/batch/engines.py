@@ -124,8 +124,8 @@ class LocalEngine:
 
     @staticmethod
     def _chunk_lost(item, why):
-        raise DicomReconError(f"reading headers: a worker process {why} while reading "
-                              f"{item[1][0]} and {len(item[1]) - 1} other file(s)")
+        raise DicomReconError(f"reading the headers of {item[1][0]} and {len(item[1]) - 1} "
+                              f"other file(s) failed: {why}")
 
     def run(self, tasks: Iterable[SeriesTask], on_result: Callable[[TaskResult], None]) -> None:
         """Run every task; ``on_result`` gets each result (failures included) as it arrives."""
