@@ -5,7 +5,7 @@ of 2 workers, and dcm2niix over the same folders with 2 parallel processes; then
 
 Usage::
 
-    python scripts/bench_batch.py                       # default archive (~2.5 GB, ~10 min)
+    python scripts/bench_batch.py                       # default archive (2 GB), 3 rounds
     python scripts/bench_batch.py --large               # 512 x 512 CT: several times larger
     python scripts/bench_batch.py --series 30 --discovery-files 20000   # a quick run
     python scripts/bench_batch.py --keep /tmp/bb --json bb.json
@@ -17,7 +17,8 @@ What it does, in one run:
    512 x 512 x 300, the largest volume), gantry-tilted CT (resampled by dicomrecon), MR at
    oblique orientations, and enhanced multi-frame MR (one file per series).  Pixels are a smooth
    phantom plus noise.  ``--large`` makes every CT 512 x 512.
-2. Times, on warm page cache, each as a child process (wall time and peak RSS through GNU time):
+2. Times, on warm page cache, each as a child process (wall time and peak RSS through GNU time),
+   in ``--repeat`` interleaved rounds (default 3; each tool's median round is reported):
 
    * ``dicomrecon batch -f nii --workers 1`` and ``--workers 2``
    * ``dicomrecon batch -f nii --scheduler tcp://127.0.0.1:PORT`` on a ``dask scheduler`` with
@@ -200,28 +201,41 @@ def batch_run(argv_tail: list, work: str, name: str, timer) -> dict:
     return res
 
 
-def run_all(args, work: str, archive: str) -> dict:
-    timer = gnu_time()
-    size = folder_bytes(archive)
-    warm_cache(archive)
-    res = {"input_bytes": size, "load_before": os.getloadavg()[0]}
-    res["w1"] = batch_run([archive, "--workers", "1"], work, "w1", timer)
-    warm_cache(archive)
-    res["w2"] = batch_run([archive, "--workers", "2"], work, "w2", timer)
-    cluster = DaskCluster(work)
-    try:
+def one_round(work: str, archive: str, cluster, timer) -> dict:
+    """One run of every tool, each on a warm page cache."""
+    out = {}
+    for key, tail in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]),
+                      ("dask2", ["--scheduler", cluster.address])):
         warm_cache(archive)
-        res["dask2"] = batch_run([archive, "--scheduler", cluster.address], work, "dask2", timer)
-    finally:
-        cluster.close()
+        out[key] = batch_run([archive, *tail], work, key, timer)
     warm_cache(archive)
     d2n = os.path.join(work, "dcm2niix")
     os.sync()
     wall, rss, failures = dcm2niix_parallel(leaf_folders(archive), d2n, 2, timer)
-    res["dcm2niix2"] = {"wall_s": wall, "peak_rss_one_process": rss, "failed_folders": failures}
+    out["dcm2niix2"] = {"wall_s": wall, "peak_rss_one_process": rss, "failed_folders": failures}
     shutil.rmtree(d2n)
-    for k in ("w1", "w2", "dask2", "dcm2niix2"):
-        res[k]["mb_per_s"] = size / 1e6 / res[k]["wall_s"]
+    return out
+
+
+def run_all(args, work: str, archive: str) -> dict:
+    """``--repeat`` interleaved rounds (one run of each tool per round, so that the drift of a
+    shared machine hits every tool alike); each tool's figures are from its median round."""
+    timer = gnu_time()
+    size = folder_bytes(archive)
+    res = {"input_bytes": size, "load_before": os.getloadavg()[0], "rounds": []}
+    cluster = DaskCluster(work)
+    try:
+        for k in range(args.repeat):
+            res["rounds"].append(one_round(work, archive, cluster, timer))
+            print(f"  round {k + 1}/{args.repeat}: " + ", ".join(
+                f"{key} {r['wall_s']:.1f} s" for key, r in res["rounds"][-1].items()), flush=True)
+    finally:
+        cluster.close()
+    for key in ("w1", "w2", "dask2", "dcm2niix2"):
+        runs = sorted((r[key] for r in res["rounds"]), key=lambda r: r["wall_s"])
+        res[key] = dict(runs[len(runs) // 2])
+        res[key]["mb_per_s"] = size / 1e6 / res[key]["wall_s"]
+        res[key]["walls"] = [r[key]["wall_s"] for r in res["rounds"]]
     res["load_after"] = os.getloadavg()[0]
     return res
 
@@ -302,6 +316,9 @@ def report(res: dict, disc: dict, rat: dict) -> None:
     print(f"\narchive: {res['w2']['series']} series, {gb:.2f} GB; largest volume "
           f"{res['w2']['largest_volume_bytes'] / 2**20:.0f} MiB; {os.cpu_count()} CPUs, load "
           f"average {res['load_before']:.1f} before the runs, {res['load_after']:.1f} after")
+    print(f"median of {len(res['rounds'])} interleaved round(s); every wall time: "
+          + "; ".join(f"{k} " + "/".join(f"{w:.1f}" for w in res[k]["walls"])
+                      for k in ("w1", "w2", "dask2", "dcm2niix2")))
     print(f"{'run':<34} {'wall s':>8} {'MB/s':>8} {'written':>8} {'worker RSS MiB':>15} "
           f"{'busy workers':>13}")
     for key, label in (("w1", "dicomrecon batch --workers 1"), ("w2", "dicomrecon batch --workers 2"),
@@ -336,6 +353,7 @@ def main(argv=None) -> int:
     ap.add_argument("--large", action="store_true", help="every CT 512 x 512 (several x larger)")
     ap.add_argument("--discovery-files", type=int, default=100_000,
                     help="tiny files for the discovery measure (100000; 0 to skip it)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (3); medians")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep the archive there")
     ap.add_argument("--json", metavar="FILE", help="also save the figures to FILE")
