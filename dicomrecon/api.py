@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 from .discovery import Group, ScanResult
 from .discovery import scan as _scan
 from .discovery import scan_files as _scan_files
-from .errors import AmbiguousInputError, InputError, NoDicomError
+from .errors import AmbiguousInputError, InputError, NoDicomError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, plan_group
 from .volume import Volume
 
@@ -149,13 +149,22 @@ def read_volumes(source, *, policy: Optional[Policy] = None,
                  engine: Optional[str] = None) -> list:
     """Every volume of ``source`` (or of a :class:`ScanResult`), as the CLI would write them.
 
-    Refused groups are left out; ``plan_group(group, policy).refusals`` says why.
+    Refused groups are left out; ``plan_group(group, policy).refusals`` says why.  A volume
+    whose pixels cannot be decoded (or give non-finite values) is left out too, with a
+    ``RuntimeWarning`` naming the file, tag and reason; the others are still read.
     """
+    import warnings
+
     from .conversion import load_plan
     policy = _with_engine(policy, engine)
     result = source if isinstance(source, ScanResult) else scan(source, engine=policy.engine)
-    return [load_plan(vp, policy=policy) for g in result.groups
-            for vp in plan_group(g, policy).volumes]
+    out = []
+    for vp in (vp for g in result.groups for vp in plan_group(g, policy).volumes):
+        try:
+            out.append(load_plan(vp, policy=policy))
+        except RefusedError as exc:  # the per-volume boundary, as in convert
+            warnings.warn(f"volume {vp.label} refused: {exc}", RuntimeWarning, stacklevel=2)
+    return out
 
 
 def read(source, *, series_uid: Optional[str] = None, group: Optional[str] = None,

@@ -18,13 +18,15 @@ import typer
 
 from . import __version__
 from .errors import DicomReconError, ExitCode
+from .sources.cli import pacs_options
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
-         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 some groups refused, "
-         "5 every group refused, 6 bad output folder, 7 bad input path, 8 ambiguous input; "
-         "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files removed).",
+         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 partial (some groups "
+         "refused, or a damaged slice), 5 every group refused, 6 bad output folder, 7 bad input "
+         "path, 8 ambiguous input, 9 PACS/network error; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
+         "files removed).",
 )
 
 
@@ -82,19 +84,23 @@ def _policy_options():
                             "verified path: uncompressed files read in place, compressed ones "
                             "through ITK in parallel) or itk (SimpleITK ImageSeriesReader for "
                             "every file). Both give the same voxels."),
+        max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
+                                "a larger one is refused before decoding (exit 2 when --spacing "
+                                "asked for it)."),
     )
 
 
 _P = _policy_options()
+_S = pacs_options()
 
 
 def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
-                 no_geometry=False, engine=Engine.auto):
+                 no_geometry=False, engine=Engine.auto, max_voxels=2 ** 31):
     from .plan import Policy
     try:
         return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
                       interpolation=interpolation.value, max_gap=max_gap, merge_4d=merge_4d,
-                      no_geometry=no_geometry, engine=engine.value)
+                      no_geometry=no_geometry, engine=engine.value, max_voxels=max_voxels)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -205,7 +211,9 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 @app.command("scan")
 def scan_cmd(
-    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    input: str = typer.Argument(..., help="A DICOM folder (searched recursively) or file, or "
+                                "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
+                                "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of a table."),
     series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
@@ -217,17 +225,25 @@ def scan_cmd(
     qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
                                           "DIR/index.html with the slice-position plot of every "
                                           "stack (headers only, no pixels decoded)."),
+    max_voxels: int = _P["max_voxels"],
+    calling_aet: str = _S["calling_aet"], move_port: Optional[int] = _S["move_port"],
+    cache: Optional[Path] = _S["cache"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
-    convert would do with them under the given policy."""
+    convert would do with them under the given policy (exit code as convert's would be,
+    before decoding: 0, 3, 4 or 5)."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                          no_geometry=no_geometry, engine=engine)
+                          no_geometry=no_geometry, engine=engine, max_voxels=max_voxels)
 
     def run():
         from .discovery import scan
         from .report import scan_json, scan_table
-        with _Progress(_progress_enabled(progress)) as bar:
-            result = scan(str(input), series_uid=series, engine=policy.engine,
+        from .sources.cli import fetch_options, local_input
+        fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
+        with _Progress(_progress_enabled(progress)) as bar, \
+                local_input(input, fetch, bar) as (folder, _source):
+            result = scan(folder, series_uid=series, engine=policy.engine,
                           progress=lambda d, t: bar("scan", "", d, t))
         if as_json:
             typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
@@ -240,12 +256,17 @@ def scan_cmd(
             from .errors import NoDicomError
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
+        code = scan_exit_code(result, policy)
+        if code:
+            raise typer.Exit(int(code))
     _run(run)
 
 
 @app.command("convert")
 def convert_cmd(
-    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    input: str = typer.Argument(..., help="A DICOM folder (searched recursively) or file, or "
+                                "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
+                                "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if needed; "
                                 "never inside INPUT)."),
     fmt: Format = typer.Option(Format.nii_gz, "-f", "--format", help="Output format."),
@@ -260,12 +281,19 @@ def convert_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
     no_geometry: bool = _P["no_geometry"], engine: Engine = _P["engine"],
+    max_voxels: int = _P["max_voxels"],
     qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
                             "QC page (see 'dicomrecon qc')."),
+    bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
+                              "degrees) at the top level, dicomrecon's record under "
+                              "\"dicomrecon\" (see README \"Diffusion and BIDS\")."),
+    calling_aet: str = _S["calling_aet"], move_port: Optional[int] = _S["move_port"],
+    cache: Optional[Path] = _S["cache"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
-                          engine)
+                          engine, max_voxels)
     if merge_4d and fmt not in (Format.nii, Format.nii_gz):
         raise typer.BadParameter("--4d writes NIfTI only (-f nii or nii.gz): ITK cannot read a "
                                  "spatial NRRD or MHA with a time axis", param_hint="--4d")
@@ -273,15 +301,20 @@ def convert_cmd(
     def run():
         from .conversion import convert
         from .errors import NoDicomError
+        from .sources.cli import fetch_options, local_input
+        fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
         keep = None
         if qc:
             from .qc.cli import collector
             keep = collector()
-        with _Progress(_progress_enabled(progress)) as bar:
-            result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
-                             name=name, policy=policy, progress=bar, on_output=keep)
+        with _Progress(_progress_enabled(progress)) as bar, \
+                local_input(input, fetch, bar) as (folder, source):
+            result = convert(folder, str(output), fmt=fmt.value, series_uid=series,
+                             name=name, policy=policy, progress=bar, on_output=keep,
+                             bids=bids, source=source)
+        lost = {p for p, _ in result.damaged_files}
         for path, why in result.skipped:
-            if not quiet:
+            if not quiet or path in lost:  # a damaged slice of a written volume: always shown
                 typer.echo(f"skipped {path}: {why}", err=True)
         for o in result.outputs:
             if not quiet:
@@ -291,7 +324,7 @@ def convert_cmd(
             for reason in r.reasons:
                 typer.secho(f"refused group {r.group}: {reason['message']}",
                             fg=typer.colors.YELLOW, err=True)
-        if not result.outputs and not result.refused:
+        if result.exit_code == ExitCode.NO_DICOM:
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
         if qc:
@@ -299,10 +332,20 @@ def convert_cmd(
             page = write_page(output, keep.cuts)
             if not quiet:
                 typer.echo(f"wrote {page}")
-        if result.refused:
-            code = ExitCode.PARTIAL if result.outputs else ExitCode.NOTHING_CONVERTED
-            raise typer.Exit(int(code))
+        if result.exit_code:
+            raise typer.Exit(int(result.exit_code))
     _run(run)
+
+
+def scan_exit_code(result, policy) -> ExitCode:
+    """What convert's exit code would be, as far as the headers tell: 5 when every group is
+    refused, 4 when some are (or a volume lost a damaged slice), else 0."""
+    from .plan import plan_group
+    plans = [plan_group(g, policy) for g in result.groups]
+    written = [gp for gp in plans if not gp.refused]
+    if len(written) < len(plans) or any(gp.group.damaged for gp in written):
+        return ExitCode.PARTIAL if written else ExitCode.NOTHING_CONVERTED
+    return ExitCode.OK
 
 
 # --- export command (begin)
@@ -331,11 +374,20 @@ def export_cmd(
     modality: Optional[str] = typer.Option(None, "--modality", help="Override the Modality "
                                            "(e.g. OT for a label image made from a CT)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+    to: Optional[str] = typer.Option(None, "--to", help="Then send the series to a PACS: "
+                                     "http[s]://HOST[:PORT]/ROOT (STOW-RS) or "
+                                     "dimse://AET@HOST:PORT (C-STORE); exit 9 unless every "
+                                     "instance is accepted."),
+    calling_aet: str = _S["calling_aet"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """Write a volume as a derived DICOM series (CT Image, MR Image or Secondary Capture)."""
 
     def run():
         from .export import export_series
+        if to:
+            from .sources.urls import parse_url
+            parse_url(to, role="destination")  # a bad URL fails before anything is written
         result = export_series(str(input), str(output), like=str(like) if like else None,
                                series_number=series_number, series_description=series_description,
                                patient_name=patient_name, patient_id=patient_id,
@@ -352,12 +404,24 @@ def export_cmd(
         typer.echo(f"source references: {result.source_references} of {len(result.files)} "
                    "instance(s)" if result.reference else "standalone: new study and frame of "
                    "reference")
+        if to:
+            from .errors import PacsError
+            from .sources.cli import send_export
+            if not send_export(to, result.files, calling_aet=calling_aet, ca_bundle=ca_bundle,
+                               timeout=timeout):
+                raise PacsError(f"{to}: not every instance was accepted (listed above)")
     _run(run)
 # --- export command (end)
 
 
 from .qc.cli import register as _register_qc  # noqa: E402  (the qc command)
 _register_qc(app, _run)
+from .sources.cli import register as _register_pacs  # noqa: E402  (dicomrecon query)
+_register_pacs(app, _run)
+# --- batch command (dicomrecon/batch/cli.py)
+from .batch.cli import register as _register_batch  # noqa: E402
+
+_register_batch(app, sys.modules[__name__])
 
 
 def main():  # console-script entry point

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import __version__
-from .decode import decode
+from .decode import DecodeError, check_finite, decode
 from .discovery import Group, ScanResult, Series, scan, sort_key
-from .errors import AmbiguousInputError, OutputError, RefusedError
+from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
-from .resample import resample, target_grid, uncovered_mm
+from .resample import _is_explicit, resample, target_grid, uncovered_mm
 from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
@@ -91,7 +91,27 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
         meta["resample"] = info
         meta["values"]["output_dtype"] = str(array.dtype)
         processing.append(info["summary"])
+    check_finite(array, vp.slices)  # the last guard: no NaN or Inf voxel is ever written
+    check_affine(affine, vp)
     return Volume(array, affine, meta)
+
+
+#: Largest |value| in an affine that every writer can store (NIfTI's are float32).
+AFFINE_LIMIT = 1e30
+
+
+def check_affine(affine: np.ndarray, vp: VolumePlan) -> None:
+    """Refuse a grid whose position or spacing no format can store (e.g. a SliceThickness of
+    1e300 on a single slice, an ImagePositionPatient of 1e308)."""
+    if np.all(np.isfinite(affine)) and np.abs(affine).max() < AFFINE_LIMIT:
+        return
+    f = vp.slices[0]
+    raise DecodeError(
+        f"{f.path}: the output grid is out of range (affine {np.array2string(affine[:3], precision=4)}"
+        f"), from (0020,0032) 'Image Position (Patient)' '{f.ipp}', (0028,0030) 'Pixel Spacing' "
+        f"'{f.pixel_spacing}' or (0018,0050) 'Slice Thickness' '{f.slice_thickness}'; every "
+        f"value must be finite and below {AFFINE_LIMIT:g}", tag="(0020,0032)",
+        code="GEOMETRY_OUT_OF_RANGE")
 
 
 def stack_affine(vp: VolumePlan):
@@ -191,8 +211,43 @@ def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
     name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
     name = _clean(name) or "series"
     if group_suffix and len(series.groups) > 1 and "%g" not in template:
-        name += f"_g{group.index}"
+        name += split_suffix(group.split_keys) or f"_g{group.index}"
     return name
+
+
+#: Name suffix per split key (README "Output names"); keys not listed give ``_g<index>``.
+_COMPONENT_SUFFIX = {"P": "_ph", "R": "_real", "I": "_imag", "FIELD_MAP": "_fmap"}
+
+
+def split_suffix(keys: dict) -> str:
+    r"""What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
+    ``_b1000``, ``_trace``, ``_t3``...); empty when no key has a suffix (orientation, matrix,
+    gradient direction, repeats...).
+
+    >>> split_suffix({"EchoNumbers": "2", "ImageType": "ORIGINAL\\M"})
+    '_e2'
+    >>> split_suffix({"ImageType": "ORIGINAL\\P", "DiffusionBValue": 1000.0})
+    '_ph_b1000'
+    """
+    out = ""
+    kind = str(keys.get("ImageType") or "").split("\\")
+    if "ImageType" in keys:
+        out += "".join(_COMPONENT_SUFFIX[k] for k in kind[1:] if k in _COMPONENT_SUFFIX)
+        out += "_loc" if "LOCALIZER" in kind else ""
+        out += "_derived" if kind and kind[0] == "DERIVED" else ""
+    if keys.get("EchoNumbers") is not None:
+        out += f"_e{_clean(str(keys['EchoNumbers']))}"
+    elif keys.get("EchoTime") is not None:
+        out += f"_te{float(keys['EchoTime']):g}"
+    if keys.get("DiffusionTrace"):
+        out += "_trace"
+    if keys.get("DiffusionBValue") is not None:
+        out += f"_b{float(keys['DiffusionBValue']):g}"
+    for key, tag in (("TemporalPositionIdentifier", "_t"), ("TriggerTime", "_tt"),
+                     ("AcquisitionNumber", "_a")):
+        if keys.get(key) is not None:
+            out += f"{tag}{keys[key]:g}" if isinstance(keys[key], float) else f"{tag}{keys[key]}"
+    return out
 
 
 @dataclass
@@ -201,6 +256,7 @@ class Output:
     path: str
     sidecar: str
     shape_xyz: tuple
+    damaged: list = field(default_factory=list)  # [(path, reason)] lost from this volume
 
 
 @dataclass
@@ -215,10 +271,26 @@ class ConversionResult:
     scan: ScanResult
     outputs: list = field(default_factory=list)
     refused: list = field(default_factory=list)
+    error: Optional[str] = None      # set when the run stopped on an error (report still written)
 
     @property
     def skipped(self):
         return self.scan.skipped
+
+    @property
+    def damaged_files(self) -> list:
+        """[(path, reason)] of damaged files that a written volume lost (README "Damaged
+        slices"): these make the run partial."""
+        return list(dict.fromkeys(d for o in self.outputs for d in o.damaged))
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """README "Exit codes": 3 nothing found, 4 partial, 5 nothing written, else 0."""
+        if not self.outputs and not self.refused:
+            return ExitCode.NO_DICOM
+        if self.refused or self.damaged_files:
+            return ExitCode.PARTIAL if self.outputs else ExitCode.NOTHING_CONVERTED
+        return ExitCode.OK
 
 
 def check_output_dir(outdir: str, inputs: str) -> str:
@@ -235,19 +307,34 @@ def check_output_dir(outdir: str, inputs: str) -> str:
     return outdir
 
 
+@dataclass
+class _Job:
+    """What convert writes, decided before any pixel is decoded."""
+
+    series: Series
+    sets: list        # [[VolumePlan, ...]] written as one 4D volume each
+    singles: list     # [VolumePlan] written alone
+    alone: bool       # the series' only output (no group suffix)
+
+
 def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Optional[str] = None,
             name: str = DEFAULT_NAME, policy: Policy = DEFAULT_POLICY,
             scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None,
-            on_output: Optional[Callable] = None) -> ConversionResult:
+            on_output: Optional[Callable] = None,
+            bids: bool = False, source: Optional[dict] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
     array)`` after each volume is written, with the array written (``convert --qc`` keeps
-    its mid-planes instead of reading the file back).  Groups that cannot be
-    reconstructed correctly are listed in ``result.refused`` with their reasons; the others are
-    still written.  A ``dicomrecon-report.json`` in ``outdir`` lists outputs, refusals and
-    skipped files.
+    its mid-planes instead of reading the file back).  Groups that cannot be reconstructed
+    correctly, or whose pixels cannot be decoded, are listed in ``result.refused`` with their
+    reasons; the others are still written.  A ``dicomrecon-report.json`` in ``outdir`` lists
+    outputs, refusals and skipped files; it is written however the run ends.
+    ``result.exit_code`` is the CLI's exit code.  With ``bids``, each sidecar has BIDS keys at
+    the top level and dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
+    ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the local folder as
+    ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -258,62 +345,192 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         raise ValueError(f"--4d writes NIfTI (nii, nii.gz), not {fmt}: ITK cannot read a "
                          "spatial NRRD or MHA with a time axis")
     result = ConversionResult(scan_result)
-    names = _Names()
-    for series in scan_result.series:
-        todo = []
-        for group in series.groups:
-            gp = plan_group(group, policy)
-            if gp.refused:
-                result.refused.append(Refusal(group.label, group.series_uid,
-                                              [f.to_dict() for f in gp.refusals]))
-                continue
-            for vp in gp.volumes:
-                if vp.kind == "sheared" and fmt == "mha":
-                    result.refused.append(Refusal(vp.label, group.series_uid, [Finding(
-                        "REFUSED_SHEARED_FORMAT", ERROR,
-                        f"--tilt preserve keeps a sheared grid ({vp.geometry.tilt_deg:.3g} deg), "
-                        "which MetaImage (.mha) cannot hold; write nii, nii.gz or nrrd, or use "
-                        "--tilt resample").to_dict()]))
-                    continue
-                todo.append(vp)
-        sets = merge_sets(todo) if policy.merge_4d else []
-        merged = {id(vp) for group_set in sets for vp in group_set}
-        alone = len(sets) + len(todo) - len(merged) == 1  # the series' only output
-        for vps in sets:
-            stem = names.take(output_stem(series, vps[0].group, name, group_suffix=not alone)
-                              + "_4D")
-            vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
-            array = np.stack([v.array for v in vols]).astype(
-                np.result_type(*[v.array.dtype for v in vols]), copy=False)
-            path = os.path.join(outdir, stem + ext)
-            label = "+".join(vp.label for vp in vps)
-            write_volume(path, array, vols[0].affine, fmt,
-                         description=f"dicomrecon {__version__} {label}",
-                         progress=_stage(progress, "write", label))
-            side = sidecar_4d(vols, array, scan_result.root, os.path.basename(path), fmt)
-            sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, side)
-            result.outputs.append(Output(label, path, sidecar_path, tuple(array.shape[::-1])))
-            if on_output:
-                on_output(result.outputs[-1], array)
-        for vp in todo:
-            if id(vp) in merged:
-                continue
-            stem = names.take(output_stem(series, vp.group, name)
-                              + (f"_p{vp.part}" if vp.part else ""))
-            vol = load_plan(vp, policy=policy, progress=progress)
-            path = os.path.join(outdir, stem + ext)
-            write_volume(path, vol.array, vol.affine, fmt, rgb=vol.is_rgb,
-                         description=f"dicomrecon {__version__} {vp.label}",
-                         progress=_stage(progress, "write", vp.label))
-            sidecar_path = os.path.join(outdir, stem + ".json")
-            write_json(sidecar_path, sidecar(vol, scan_result.root, os.path.basename(path), fmt))
-            result.outputs.append(Output(vp.label, path, sidecar_path,
-                                         tuple(vol.array.shape[:3][::-1])))
-            if on_output:
-                on_output(result.outputs[-1], vol.array)
-    write_json(os.path.join(outdir, REPORT_NAME), report(result))
+    try:
+        jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
+        names = _Names()
+        ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
+                       source)
+        for job in jobs:
+            for vps in job.sets:
+                stem = names.take(output_stem(job.series, vps[0].group, name,
+                                              group_suffix=not job.alone) + "_4D")
+                _guarded(result, vps, lambda: _write_4d(vps, stem, ctx))
+            for vp in job.singles:
+                stem = names.take(output_stem(job.series, vp.group, name)
+                                  + (f"_p{vp.part}" if vp.part else ""))
+                _guarded(result, [vp], lambda: _write_one(vp, stem, ctx))
+    except BaseException as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        write_json(os.path.join(outdir, REPORT_NAME), _with_source(report(result), source))
     return result
+
+
+def _plan_series(series: Series, policy: Policy, fmt: str, result: ConversionResult) -> _Job:
+    """Plan every group of a series; refusals go into ``result``; grids are checked here."""
+    todo = []
+    for group in series.groups:
+        gp = plan_group(group, policy)
+        if gp.refused:
+            _check_grid_option(gp.refusals, policy)
+            result.refused.append(Refusal(group.label, group.series_uid,
+                                          [f.to_dict() for f in gp.refusals]))
+            continue
+        for vp in gp.volumes:
+            problem = _format_problem(vp, fmt, policy)
+            if problem is not None:
+                result.refused.append(Refusal(vp.label, group.series_uid, [problem.to_dict()]))
+                continue
+            todo.append(vp)
+    sets = merge_sets(todo) if policy.merge_4d else []
+    merged = {id(vp) for group_set in sets for vp in group_set}
+    alone = len(sets) + len(todo) - len(merged) == 1  # the series' only output
+    return _Job(series, sets, [vp for vp in todo if id(vp) not in merged], alone)
+
+
+#: Largest length of one axis per output format (NIfTI-1 dim[] is a signed 16-bit integer).
+FORMAT_MAX_AXIS = {"nii": 32767, "nii.gz": 32767}
+
+
+def _format_problem(vp: VolumePlan, fmt: str, policy: Policy) -> Optional[Finding]:
+    """A volume the format cannot hold: tilt kept as a shear in MetaImage, or an axis longer
+    than the format allows.  Raises :class:`GridError` when --spacing asked for it."""
+    if vp.kind == "sheared" and fmt == "mha":
+        return Finding(
+            "REFUSED_SHEARED_FORMAT", ERROR,
+            f"--tilt preserve keeps a sheared grid ({vp.geometry.tilt_deg:.3g} deg), "
+            "which MetaImage (.mha) cannot hold; write nii, nii.gz or nrrd, or use "
+            "--tilt resample")
+    limit = FORMAT_MAX_AXIS.get(fmt)
+    if limit is None or max(vp.shape_xyz) <= limit:
+        return None
+    what = (f"an output grid of {'x'.join(map(str, vp.shape_xyz))} for {vp.label}, but a "
+            f"NIfTI-1 file holds at most {limit} along one axis")
+    if vp.kind == "resample" and _is_explicit(policy.spacing):
+        raise GridError(f"--spacing {policy.spacing}: {what}", hint="choose a larger "
+                        "--spacing, or -f nrrd / -f mha")
+    return Finding("FORMAT_LIMIT", ERROR, f"{what}: refused (write -f nrrd or -f mha)",
+                   value=list(vp.shape_xyz), tolerance=limit)
+
+
+def _check_grid_option(refusals: list, policy: Policy) -> None:
+    """A grid over --max-voxels that --spacing asked for is a usage error (exit 2)."""
+    for f in refusals:
+        if f.code == "GRID_TOO_LARGE" and _is_explicit(policy.spacing) \
+                and f.message.startswith("--spacing"):
+            raise GridError(f.message)
+
+
+def _guarded(result: ConversionResult, vps: list, work: Callable) -> None:
+    """The per-volume error boundary: pixels that cannot be decoded (or give non-finite
+    values) refuse this volume, with the file, tag and reason; the run goes on."""
+    try:
+        result.outputs.append(work())
+    except DecodeError as exc:
+        result.refused.append(Refusal("+".join(vp.label for vp in vps), vps[0].group.series_uid,
+                                      [f.to_dict() for f in exc.findings]))
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every volume of one convert() call is written with."""
+
+    outdir: str
+    ext: str
+    fmt: str
+    policy: Policy
+    root: str
+    progress: Optional[Callable]
+    bids: bool
+    on_output: Optional[Callable]
+    source: Optional[dict] = None     # a remote source (URL, UIDs) recorded instead of root
+
+    def finish(self, output: "Output", array) -> "Output":
+        if self.on_output:
+            self.on_output(output, array)
+        return output
+
+
+def _write_4d(vps, stem, ctx: _Context) -> Output:
+    vols = [load_plan(vp, policy=ctx.policy, progress=ctx.progress) for vp in vps]
+    array = np.stack([v.array for v in vols]).astype(
+        np.result_type(*[v.array.dtype for v in vols]), copy=False)
+    path = os.path.join(ctx.outdir, stem + ctx.ext)
+    label = "+".join(vp.label for vp in vps)
+    tr = time_axis_tr(vps)
+    write_volume(path, array, vols[0].affine, ctx.fmt,
+                 description=f"dicomrecon {__version__} {label}",
+                 progress=_stage(ctx.progress, "write", label), tr=tr)
+    side = _with_source(sidecar_4d(vols, array, ctx.root, os.path.basename(path),
+                                   ctx.fmt), ctx.source)
+    _diffusion_4d(side, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
+    sidecar_path = os.path.join(ctx.outdir, stem + ".json")
+    write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if ctx.bids else side)
+    return ctx.finish(Output(label, path, sidecar_path, tuple(array.shape[::-1]),
+                             [d for vp in vps for d in vp.group.damaged]), array)
+
+
+def _write_one(vp, stem, ctx: _Context) -> Output:
+    vol = load_plan(vp, policy=ctx.policy, progress=ctx.progress)
+    path = os.path.join(ctx.outdir, stem + ctx.ext)
+    write_volume(path, vol.array, vol.affine, ctx.fmt, rgb=vol.is_rgb,
+                 description=f"dicomrecon {__version__} {vp.label}",
+                 progress=_stage(ctx.progress, "write", vp.label))
+    sidecar_path = os.path.join(ctx.outdir, stem + ".json")
+    side = _with_source(sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt), ctx.source)
+    dif = vp.slices[0].extra.get("diffusion")
+    if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
+        side["diffusion"] = dif.to_dict()
+    write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
+    return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
+                             list(vp.group.damaged)), vol.array)
+
+
+#: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].
+TIME_KEYS = ("TemporalPositionIdentifier", "AcquisitionNumber", "SOPInstanceUID", "repeat")
+
+
+def time_axis_tr(vps: list):
+    """The repetition time in seconds when the 4th axis of a --4d set is time (the volumes
+    differ only in a time key, none is diffusion-weighted) and every volume has the same
+    (0018,0080) RepetitionTime; else None (pixdim[4] stays 1, no time unit)."""
+    keys = fourth_axis_keys(vps)
+    if not keys or any(k not in TIME_KEYS for k in keys) or \
+            any(getattr(vp.slices[0].extra.get("diffusion"), "b", 0) > 0 for vp in vps):
+        return None
+    trs = {vp.slices[0].extra.get("RepetitionTime") for vp in vps}
+    tr = trs.pop() if len(trs) == 1 else None
+    return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
+
+
+def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids);
+    the time axis of a 4D time series."""
+    from .bids.diffusion import write_diffusion
+    rec = write_diffusion(stem, vps, affine)
+    if rec is not None:
+        side["diffusion"] = rec
+    if tr is not None:
+        side["fourth_axis"]["note"] = (
+            f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} s, "
+            "xyzt_units = mm + s")
+        side["fourth_axis"]["repetition_time_s"] = tr
+
+
+def _with_bids(side: dict, plans: list, affine) -> dict:
+    """BIDS keys at the top level, dicomrecon's sidecar under "dicomrecon"."""
+    from .bids.sidecar import bids_keys
+    return {**bids_keys(plans, affine), "dicomrecon": side}
+
+
+def _with_source(doc: dict, source: Optional[dict]) -> dict:
+    """Record a remote source (URL and UIDs) instead of the local cache folder."""
+    if source:
+        target = doc["source"] if "source" in doc else doc
+        target["input"] = source.get("url")
+        target["pacs"] = source
+    return doc
 
 
 def _stage(progress, stage: str, label: str):
@@ -357,8 +574,8 @@ def merge_sets(plans: list) -> list:
         g = vp.group
         if vp.kind != "stack" or g.repeat_key is None or vp.part or \
                 any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
-                vp.slices[0].samples_per_pixel != 1:
-            continue
+                vp.slices[0].samples_per_pixel != 1 or vp.slices[0].extra.get("diffusion_trace"):
+            continue  # trace/isotropic diffusion images are never part of a 4D
         others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items()
                               if k not in FOURTH_AXIS_KEYS + ECHO_KEYS))
         aff = np.round(stack_affine(vp), 3).tobytes()
@@ -508,6 +725,9 @@ def report(result: ConversionResult) -> dict:
         "refused": [{"group": r.group, "series_instance_uid": r.series_uid, "reasons": r.reasons}
                     for r in result.refused],
         "skipped_files": [{"file": p, "reason": why} for p, why in result.scan.skipped],
+        "damaged_files": [{"file": p, "reason": why} for p, why in result.damaged_files],
+        "exit_code": int(result.exit_code) if result.error is None else None,
+        "error": result.error,
     }
 
 

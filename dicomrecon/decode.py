@@ -65,10 +65,12 @@ def _is_int(v: float) -> bool:
 INT_TYPES = [np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")]
 
 
-def _fit_int(lo: float, hi: float, prefer_size: int) -> np.dtype:
+def _fit_int(lo: float, hi: float, prefer_size: int) -> Optional[np.dtype]:
+    """The integer type that holds [lo, hi] (of ``prefer_size`` bytes when one does), or None
+    when none does (e.g. a RescaleIntercept of 1e20)."""
     fits = [t for t in INT_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max]
     same = [t for t in fits if t.itemsize == prefer_size]
-    return (same or fits)[0]
+    return (same or fits or [None])[0]
 
 
 def decode(slices: list, *, engine: str = "auto", progress: ProgressFn = None,
@@ -79,12 +81,29 @@ def decode(slices: list, *, engine: str = "auto", progress: ProgressFn = None,
     decoded in parallel) or ``"itk"`` (SimpleITK ``ImageSeriesReader`` for everything); both
     give the same stored values (tests/test_engine.py).  ``preloaded``: {instance_key: stored
     frame} already read (by discovery's duplicate check), not read again.
+
+    Raises :class:`DecodeError` when a file cannot be decoded, or a value is not finite.
     """
     from .engine.read import read_stack
     check_engine(engine)
     plan = plan_values(slices)
     stored = read_stack(slices, engine, progress, preloaded or {})
-    return _apply_values(slices, stored, plan)
+    out, plan, notes = _apply_values(slices, stored, plan)
+    check_finite(out, slices)
+    return out, plan, notes
+
+
+def check_finite(array: np.ndarray, slices: list) -> None:
+    """Refuse an array with a NaN or infinite voxel, naming the first slice that has one."""
+    if array.dtype.kind != "f" or np.isfinite(array).all():
+        return
+    bad = np.flatnonzero(~np.isfinite(array).reshape(len(array), -1).all(axis=1)) \
+        if len(array) == len(slices) else [0]
+    h = slices[int(bad[0])] if len(array) == len(slices) else slices[0]
+    raise DecodeError(
+        f"{h.path}: non-finite values (NaN or Inf) after applying (0028,1053) 'Rescale Slope' "
+        f"'{h.rescale_slope:g}' and (0028,1052) 'Rescale Intercept' '{h.rescale_intercept:g}' "
+        f"in {len(bad)} slice(s); refusing rather than writing them", tag="(0028,1053)")
 
 
 def check_engine(engine: str) -> None:
@@ -123,6 +142,14 @@ def _apply_values(slices: list, stored: np.ndarray, plan: "ValuePlan") -> tuple:
     lo, hi = (int(out.min()), int(out.max())) if out.size else (0, 0)
     ends = sorted([lo * slope + intercept, hi * slope + intercept])
     target = _fit_int(ends[0], ends[1], raw_dt.itemsize)
+    if target is None:  # beyond every integer type: float32, computed in float64
+        res = out.astype(np.float64)
+        res *= slope
+        res += intercept
+        notes.append(f"applied (0028,1053) 'Rescale Slope' {slope} and (0028,1052) 'Rescale "
+                     f"Intercept' {intercept}: values {ends[0]:g} to {ends[1]:g} fit no integer "
+                     "type, so they are float32 (rounded to 24 significant bits)")
+        return res.astype(np.float32), plan, notes
     if target.itemsize == raw_dt.itemsize:
         # Modular arithmetic in the stored type, then reinterpret the bits: exact whenever the
         # true result fits the target type, which _fit_int guarantees.  No extra memory.

@@ -8,6 +8,8 @@ reason in :attr:`ScanResult.skipped`.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -36,6 +38,7 @@ class Group:
     repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
     pixels: dict = field(default_factory=dict, repr=False)  # {instance_key: stored frame} read
     #: by the duplicate check (images sharing a position), so that decoding does not read them again
+    damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -142,37 +145,56 @@ def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
                progress: ProgressFn = None,
                tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> ScanResult:
     """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
-    headers, skipped = [], []
-    for path, result in read_many(files, progress).items():
-        if isinstance(result, SkipFile):
-            skipped.append((path, str(result).removeprefix(path + ": ")))
-        else:
-            headers.extend(result)
+    headers, skipped, damaged = read_files(files, progress)
     if series_uid is not None:
         headers = [h for h in headers if h.series_instance_uid == series_uid]
-    series = group_headers(headers, skipped, tol, engine)
+        damaged = [d for d in damaged if d.series_uid in (None, series_uid)]
+    series = group_headers(headers, skipped, tol, damaged, engine=engine)
     return ScanResult(root, series, skipped, len(files))
 
 
+def read_files(files: list, progress: ProgressFn = None) -> tuple:
+    """``(headers, skipped, damaged)`` of ``files`` (in order): their headers, ``[(path,
+    reason)]`` for the files skipped, and a :class:`Damage` for each image lost to damage.
+
+    :func:`scan` reads one folder with it; ``dicomrecon batch`` reads chunks of a whole archive
+    with it in parallel, then groups them all with :func:`group_headers`.
+    """
+    headers, skipped, damaged = [], [], []
+    for path, result in read_many(list(files), progress).items():  # GDCM reads them all at once
+        if isinstance(result, SkipFile):
+            skipped.append((path, str(result).removeprefix(path + ": ")))
+            if result.damaged is not None:
+                damaged.append(Damage(path, skipped[-1][1], **result.damaged))
+        else:
+            headers.extend(result)
+    return headers, skipped, damaged
+
+
+@dataclass
+class Damage:
+    """A DICOM image lost to damage, and what its header said about where it belonged."""
+
+    path: str
+    reason: str
+    series_uid: Optional[str] = None
+    ipp: Optional[tuple] = None
+    iop: Optional[tuple] = None
+
+
 def group_headers(headers: Iterable[SliceHeader], skipped: list,
-                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> list:
+                  tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, damaged: Iterable = (),
+                  engine: str = "auto") -> list:
     by_uid: dict = {}
-    seen_sop: dict = {}
-    for h in headers:
-        key = h.instance_key
-        if h.sop_instance_uid and key in seen_sop:
-            if seen_sop[key] != h.path:
-                skipped.append((h.path, f"same (0008,0018) 'SOP Instance UID' "
-                                        f"'{h.sop_instance_uid}' as {seen_sop[key]}: a copy of "
-                                        "one image"))
-            continue
-        seen_sop[key] = h.path
+    pixels: dict = {}  # stored frames decoded to judge copies, reused when decoding
+    kept, conflicts = resolve_copies(list(headers), skipped, engine, pixels)
+    for h in kept:
         by_uid.setdefault(h.series_instance_uid, []).append(h)
     series = []
     for uid, hs in by_uid.items():
         groups = []
         for fam, g in enumerate(_split_series(uid, hs, tol)):
-            subs = _split_repeats(g, skipped, tol, engine)
+            subs = _split_repeats(g, skipped, tol)
             for sub in subs:
                 sub.family = fam
             if len(subs) > 1:
@@ -181,10 +203,143 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
         counters: dict = {}
         for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
             counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
-            analyse_group(g, tol)
+            g.pixels = {h.instance_key: pixels[h.instance_key] for h in g.slices
+                        if h.instance_key in pixels}
+            if not _refuse_conflicts(g, conflicts):
+                analyse_group(g, tol)
         series.append(Series(uid, groups))
     series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+    for d in damaged:
+        attach_damage(d, series, tol)
     return series
+
+
+# ------------------------------------------------------------------ copies and damaged files
+#: Header values that tell images apart (the split and repeat keys discovery uses, plus
+#: identity): two images are one image's copies only when all of these and the pixels agree.
+IDENTITY_FIELDS = (
+    "sop_instance_uid", "frame", "series_instance_uid", "series_number", "instance_number",
+    "acquisition_number", "image_type", "ipp", "iop", "pixel_spacing", "rows", "columns",
+    "samples_per_pixel", "bits_allocated", "bits_stored", "pixel_representation", "photometric",
+    "rescale_slope", "rescale_intercept", "echo_numbers", "echo_time", "temporal_position",
+    "trigger_time", "diffusion_bvalue", "diffusion_direction", "stack_id", "tile", "text")
+
+
+def _identity(h: SliceHeader) -> str:
+    """repr, so that NaN values compare equal to themselves; ``extra`` holds vendor keys
+    (e.g. GE diffusion (0019,10BB/BC/BD) when read) and StackID."""
+    extra = sorted((k, str(v)) for k, v in h.extra.items())
+    return repr(tuple(getattr(h, a) for a in IDENTITY_FIELDS) + tuple(extra))
+
+
+def resolve_copies(headers: list, skipped: list, engine: str = "auto",
+                   pixels: Optional[dict] = None):
+    """Drop exact copies of an image; mark conflicting images that share a SOPInstanceUID.
+
+    Returns ``(kept headers, {id(header): [paths of the other images with its UID]})``.
+    Pixels decoded (with ``engine``) to compare copies go into ``pixels`` ({instance_key:
+    stored frame} of the kept image) so that decoding does not read them again.
+    The outcome does not depend on the order of the files: copies keep the first path in
+    sorted order, and conflicting images are all kept and their groups refused."""
+    by_key: dict = {}
+    for h in headers:
+        if h.sop_instance_uid:
+            by_key.setdefault(h.instance_key, []).append(h)
+    drop, conflicts, told = set(), {}, set()
+    _file_digest.cache_clear()  # files may have changed since the last scan
+    for hs in by_key.values():
+        if len({h.path for h in hs}) < 2:
+            continue
+        hs = sorted(hs, key=lambda h: h.path)
+        if len({_identity(h) for h in hs}) == 1 and _same_pixels(hs, engine, pixels):
+            for h in hs[1:]:
+                drop.add(id(h))
+                if h.path not in told:  # once per file, not once per frame or mosaic tile
+                    told.add(h.path)
+                    skipped.append((h.path, f"an exact copy of {hs[0].path} (same (0008,0018) "
+                                            "'SOP Instance UID', header keys and pixels): dropped"))
+            continue
+        for h in hs:
+            conflicts[id(h)] = sorted({o.path for o in hs if o.path != h.path})
+    return [h for h in headers if id(h) not in drop], conflicts
+
+
+def _same_pixels(hs: list, engine: str = "auto", pixels: Optional[dict] = None) -> bool:
+    """Byte-identical files (a plain copy) need no decoding; otherwise the stored values of
+    each frame are compared (the first image's kept in ``pixels``)."""
+    from .decode import read_stored
+
+    if len({_file_digest(h.path) for h in hs}) == 1:
+        return True
+    try:
+        first = read_stored(hs[0], engine)
+        same = all(np.array_equal(first, read_stored(h, engine)) for h in hs[1:])
+    except Exception:  # unreadable pixels are not provably the same: a conflict, not a copy
+        return False
+    if same and pixels is not None:
+        pixels[hs[0].instance_key] = first
+    return same
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str) -> bytes:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _refuse_conflicts(g: Group, conflicts: dict) -> bool:
+    bad = [(h, conflicts[id(h)]) for h in g.slices if id(h) in conflicts]
+    if not bad:
+        return False
+    h, others = bad[0]
+    pairs = sorted({h.path for h, _ in bad} | {p for _, o in bad for p in o})
+    g.findings.append(Finding(
+        "SOP_INSTANCE_UID_CONFLICT", ERROR,
+        f"{h.path} and {', '.join(others)} share the (0008,0018) 'SOP Instance UID' value of "
+        f"'{h.sop_instance_uid}' but differ in header or pixels: one UID must name one image, so "
+        f"neither is used ({len(bad)} image(s) of this group; files: {', '.join(pairs)})",
+        "(0008,0018)", h.sop_instance_uid))
+    return True
+
+
+def attach_damage(d: Damage, series: list, tol: geo.Tolerances) -> None:
+    """Tell the groups a damaged file may have belonged to: those of its series (any series
+    when its SeriesInstanceUID is unreadable) that it lies in or next to; with no readable
+    position, every group of its series, or every group with a missing slice."""
+    if d.series_uid is not None:
+        groups = [g for s in series if s.uid == d.series_uid for g in s.groups]
+    else:
+        groups = [g for s in series for g in s.groups
+                  if g.geometry is not None and g.geometry.spacing.missing]
+    for g in groups:
+        if _near(d, g, tol):
+            g.damaged.append((d.path, d.reason))
+
+
+def _near(d: Damage, g: Group, tol: geo.Tolerances) -> bool:
+    geom = g.geometry
+    if d.ipp is None or geom is None or geom.orientation is None or not len(geom.positions):
+        return True
+    if d.iop is not None and not _same_iop(d.iop, g.first.iop, tol):
+        return False
+    p = float(np.asarray(d.ipp, float) @ geom.orientation.normal)
+    step = geom.spacing.nominal if np.isfinite(geom.spacing.nominal) else 0.0
+    reach = 1.5 * step + tol.duplicate_mm
+    return bool(geom.positions[0] - reach <= p <= geom.positions[-1] + reach)
+
+
+def _same_iop(a, b, tol: geo.Tolerances) -> bool:
+    """Same orientation; invalid (non-finite) ones are the same when their values are, so a
+    NaN does not make every slice a group of its own."""
+    if a is None or b is None:
+        return a is None and b is None
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True))
+    return geo.same_orientation(a, b, tol)
 
 
 def _pixel_format(h: SliceHeader) -> tuple:
@@ -215,10 +370,11 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
             "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
             "SeriesNumber": h.series_number,
             "ImageType": _image_kind(h.image_type),
+            # diffusion trace/isotropic images (vendor.diffusion): never with the DWI volumes
+            "DiffusionTrace": h.extra.get("diffusion_trace"),
         }
         for ckeys, ciop, members in clusters:
-            if ckeys == keys and ((ciop is None and h.iop is None) or (
-                    ciop is not None and h.iop is not None and geo.same_orientation(ciop, h.iop, tol))):
+            if ckeys == keys and _same_iop(ciop, h.iop, tol):
                 members.append(h)
                 break
         else:
@@ -269,12 +425,13 @@ def _clusters(pos: np.ndarray, tol: geo.Tolerances) -> list:
     return out
 
 
-def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances, engine: str = "auto") -> list:
+def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     """Split images that share a position into separate groups, never averaging them.
 
     First by a header key that tells them apart (echo, time point, acquisition, image type);
-    images with identical position and identical pixels are copies: one is kept, the others
-    are listed as skipped; what remains is split by rank (InstanceNumber) at each position.
+    what remains is split by rank (InstanceNumber) at each position.  Exact copies of one
+    image (same SOPInstanceUID, header keys and pixels) were already dropped by
+    :func:`resolve_copies`; images with different SOPInstanceUIDs are never dropped.
     """
     pos = _normal_positions(g.slices)
     if pos is None:
@@ -291,13 +448,11 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances, engine: str = "
                 shown = "\\".join(map(str, v)) if isinstance(v, tuple) else v
                 sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown},
                             repeat_key=kw)
-                out += _split_repeats(sub, skipped, tol, engine)
+                out += _split_repeats(sub, skipped, tol)
             return out
-    members, pixels = _drop_identical(g.slices, clusters, skipped, engine)
-    pos = _normal_positions(members)
-    clusters = _clusters(pos, tol)
-    if all(len(c) == 1 for c in clusters):
-        return [Group(g.series_uid, 0, members, dict(g.split_keys), pixels=pixels)]
+    # Images at one position that no key tells apart (copies of one image were dropped by
+    # resolve_copies; a different SOPInstanceUID is a different image): split by rank.
+    members = g.slices
     ranks: dict = {}
     closeness = _instance_trend(members, pos, clusters)
     for c in clusters:
@@ -305,9 +460,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances, engine: str = "
                                            members[i].path))
         for r, i in enumerate(ordered, start=1):
             ranks.setdefault(r, []).append(members[i])
-    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}, repeat_key="repeat",
-                  pixels={h.instance_key: pixels[h.instance_key] for h in hs
-                          if h.instance_key in pixels})
+    return [Group(g.series_uid, 0, hs, {**g.split_keys, "repeat": r}, repeat_key="repeat")
             for r, hs in ranks.items()]
 
 
@@ -350,34 +503,40 @@ def _instance_trend(hs: list, pos: np.ndarray, clusters: list):
                       if hs[i].instance_number is not None else np.inf)
 
 
-def _drop_identical(hs: list, clusters: list, skipped: list, engine: str = "auto") -> tuple:
-    """Drop images with the same position and the same stored pixels as another (copies).
+def _pixel_problem(g: Group) -> Optional[Finding]:
+    """Pixel data that the header says cannot be decoded (found when the header was read)."""
+    bad = [h for h in g.slices if "pixel_problem" in h.extra]
+    if not bad:
+        return None
+    return Finding("PIXEL_DATA_UNDECODABLE", ERROR,
+                   f"{bad[0].path}: {bad[0].extra['pixel_problem']} ({len(bad)} of "
+                   f"{len(g.slices)} file(s))", "(0002,0010)", bad[0].transfer_syntax)
 
-    Only the images at shared positions are decoded, each once; returns the kept images and
-    ``{instance_key: stored pixels}`` of those decoded, so that decoding reuses them."""
-    from .decode import read_stored
 
-    drop, pixels = set(), {}
-    for c in clusters:
-        if len(c) < 2:
-            continue
-        kept = []
-        for i in sorted(c, key=lambda i: (hs[i].instance_number or 0, hs[i].path)):
-            try:
-                stored = read_stored(hs[i], engine)
-            except Exception:  # unreadable pixels: not provably identical, keep it
-                kept.append((i, None))
-                continue
-            same = next((j for j, p in kept if p is not None and p.shape == stored.shape
-                         and np.array_equal(p, stored)), None)
-            if same is not None:
-                drop.add(i)
-                skipped.append((hs[i].path, f"identical position and pixels to {hs[same].path}: "
-                                            "a duplicate image, dropped"))
-            else:
-                kept.append((i, stored))
-                pixels[hs[i].instance_key] = stored
-    return [h for i, h in enumerate(hs) if i not in drop], pixels
+#: Largest magnitude a float32 output voxel can hold.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _rescale_problem(g: Group) -> Optional[Finding]:
+    """A non-finite or zero RescaleSlope, a non-finite RescaleIntercept, or a pair that takes
+    stored values beyond float32: refused, naming the file, tag and value."""
+    for h in g.slices:
+        top = 2.0 ** min(64, max(1, h.bits_stored or h.bits_allocated))  # >= |stored value|
+        checks = (("(0028,1053) 'Rescale Slope'", h.rescale_slope,
+                   "a finite non-zero number", math.isfinite(h.rescale_slope)
+                   and h.rescale_slope != 0),
+                  ("(0028,1052) 'Rescale Intercept'", h.rescale_intercept, "a finite number",
+                   math.isfinite(h.rescale_intercept)),
+                  ("(0028,1053) 'Rescale Slope'", h.rescale_slope, "small enough that "
+                   f"{top:.0f} x slope + intercept fits float32 ({FLOAT32_MAX:.4g})",
+                   abs(h.rescale_slope) * top + abs(h.rescale_intercept) <= FLOAT32_MAX))
+        for tag, value, rule, ok in checks:
+            if not ok:
+                return Finding("RESCALE_INVALID", ERROR,
+                               f"{h.path}: a {tag} value of '{value:g}' is invalid, it must be "
+                               f"{rule}; refusing rather than writing non-finite or constant "
+                               "voxels", tag.split(" ")[0], repr(value))
+    return None
 
 
 def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> None:
@@ -395,13 +554,15 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "positions, so it cannot be placed in patient space", "(0028,0008)",
             f.number_of_frames))
         return
-    if any("MOSAIC" in t.upper() for t in f.image_type) and f.tile is None:
+    if (any("MOSAIC" in t.upper() for t in f.image_type) or f.mosaic_problem) \
+            and f.tile is None:
         why = f.mosaic_problem or "its geometry is missing"
         g.findings.append(Finding(
             "MOSAIC_UNSUPPORTED", ERROR,
             f"{f.name}: a (0008,0008) 'Image Type' value of '{'/'.join(f.image_type)}' marks a "
-            f"tiled Siemens MOSAIC that cannot be demosaiced: {why}; refusing rather than "
-            "writing the tiles as one slice", "(0008,0008)", "\\".join(f.image_type)))
+            f"tiled mosaic (Siemens MOSAIC, UIH VFRAME) that cannot be demosaiced: {why}; "
+            "refusing rather than writing the tiles as one slice", "(0008,0008)",
+            "\\".join(f.image_type)))
         return
     missing = [(h, kw, tag) for h in g.slices for kw, tag in (
         ("ipp", "(0020,0032) 'Image Position (Patient)'"),
@@ -427,6 +588,11 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
             "samples is not supported: only 1 sample, or 8-bit RGB (uncompressed RGB, or "
             "compressed colour decoded to RGB)", "(0028,0002)", f.samples_per_pixel))
         return
+    for check in (_pixel_problem, _rescale_problem):
+        finding = check(g)
+        if finding is not None:
+            g.findings.append(finding)
+            return
     ipps = np.array([h.ipp for h in g.slices])
     iop = np.mean([h.iop for h in g.slices], axis=0)
     tilts = [h.gantry_tilt for h in g.slices if h.gantry_tilt is not None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from collections.abc import Sequence
@@ -85,6 +85,13 @@ TAG_TABLE = {
 
 _KEYWORD_OF = {tag: kw for kw, (tag, _, _) in TAG_TABLE.items()}
 _VR_OF = {tag: vr for tag, vr, _ in TAG_TABLE.values()}
+
+# --- vendor tags (diffusion encoding, phase direction): see dicomrecon/vendor/diffusion.py
+from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS  # noqa: E402
+
+_KEYWORD_OF.update({tag: kw for kw, (tag, _, _) in _VENDOR_TAGS.items()})
+_VR_OF.update({tag: vr for tag, vr, _ in _VENDOR_TAGS.values()})
+_VENDOR_KEYS = tuple(_VENDOR_TAGS) + ("ImageComments",)
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
            "US or SS": "H"}
 _NUMERIC_TEXT = {"DS": float, "IS": int}
@@ -101,7 +108,8 @@ def _fast_values(ds) -> dict:
     for tag, elem in ds._dict.items():
         kw = _KEYWORD_OF.get(int(tag))
         if kw is not None:
-            vr = getattr(elem, "VR", None) or _VR_OF[int(tag)]
+            vr = getattr(elem, "VR", None)
+            vr = vr if vr and vr != "UN" else _VR_OF[int(tag)]  # private tags may come as UN
             out[kw] = _convert(vr, elem.value, little, utf8)
     return out
 
@@ -134,7 +142,15 @@ def _convert(vr: str, raw, little: bool, utf8: bool):
 
 
 class SkipFile(Exception):
-    """A file that is not a usable DICOM image; the message says why."""
+    """A file that is not a usable DICOM image; the message says why.
+
+    ``damaged`` is set for a DICOM image lost to damage (truncated, pixel data of the wrong
+    length, unreadable header): ``{"series_uid", "ipp", "iop"}`` as far as they could be read
+    (None when not), so that discovery can tell which volume lost a slice."""
+
+    def __init__(self, message: str, damaged: Optional[dict] = None):
+        super().__init__(message)
+        self.damaged = damaged
 
 
 @dataclass(frozen=True)
@@ -212,6 +228,10 @@ class SliceHeader:
     #: rescale pairs of all frames of an enhanced file, frame 1's first (decoders that apply
     #: one pair to a whole file, as ITK does, use frame 1's: see engine/itk_decode.py)
     file_rescale: tuple = ()
+    #: vendor data only (dicomrecon.vendor): "diffusion", "diffusion_trace", "RepetitionTime",
+    #: "DiffusionDirectionality", "uih_vframe", and "pixel_problem" (why the transfer syntax
+    #: cannot be decoded); everything else has a typed field above
+    extra: dict = field(default_factory=dict)
 
     @property
     def multiframe_uid(self) -> Optional[str]:
@@ -325,7 +345,13 @@ def _locate_pixels(fp, implicit: bool, little: bool):
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 #: Tags the GDCM scanner reads (sequences are read with pydicom, only where needed)
-SCAN_TABLE = {kw: v for kw, v in TAG_TABLE.items() if v[1] != "SQ"}
+#: (GDCM's scanner does not return private tags asked for by number: the public vendor tags are
+#: scanned, files that may carry private diffusion tags are read with pydicom, see
+#: :func:`_needs_dataset`)
+SCAN_TABLE = {**{kw: v for kw, v in TAG_TABLE.items() if v[1] != "SQ"},
+              **{kw: v for kw, v in _VENDOR_TAGS.items() if not (v[0] >> 16) & 1}}
+#: Manufacturers whose MR images may carry diffusion encoding in private tags
+_PRIVATE_DIFFUSION_VENDORS = ("Siemens", "GE", "Philips", "UIH")
 _EXACT_WITH_PYDICOM = [kw for kw, v in SCAN_TABLE.items() if v[1] in ("FD", "FL")]
 
 
@@ -362,11 +388,15 @@ def read_many(paths: list, progress=None) -> dict:
 
 
 def _needs_dataset(values: dict) -> bool:
-    """Nested data or exact binary floats: the scanner's text is not enough."""
+    """Nested data, exact binary floats or private vendor tags: the scanner's text is not
+    enough."""
+    from .vendor.diffusion import _vendor
     frames = values.get("NumberOfFrames")
     image_type = values.get("ImageType") or ()
-    return ((isinstance(frames, int) and frames > 1) or not values.get("TransferSyntaxUID")
-            or any(str(t).upper() == "MOSAIC" for t in _image_type(image_type))
+    private = values.get("Modality") == "MR" and \
+        _vendor(str(values.get("Manufacturer") or "")) in _PRIVATE_DIFFUSION_VENDORS
+    return (private or (isinstance(frames, int) and frames > 1) or not values.get("TransferSyntaxUID")
+            or any(str(t).upper() in ("MOSAIC", "VFRAME") for t in _image_type(image_type))
             or any(kw in values for kw in _EXACT_WITH_PYDICOM))
 
 
@@ -374,6 +404,7 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int]) -> list
     from .engine.gdcm_headers import values_from_scan
     if size is None:
         raise SkipFile(f"{path}: cannot be read ({'no such file' if not os.path.exists(path) else 'permission denied'})")
+    values = None
     if scanned is not None:
         values = values_from_scan(scanned, SCAN_TABLE)
         values.pop("TransferSyntaxUID", None)
@@ -381,9 +412,29 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int]) -> list
         if ts and not _needs_dataset({**values, "TransferSyntaxUID": ts}):
             where = _scanned_pixels(path, values, ts, size)
             if where is not None:
-                return [header_from_values(path, values, ts, where, size)]
-    return _headers_with_pydicom(path, size, deflated=scanned is not None and
-                                 (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
+                return _label_vendor([header_from_values(path, values, ts, where, size)], values)
+    try:
+        return _headers_with_pydicom(path, size, deflated=scanned is not None and
+                                     (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
+    except SkipFile as skip:  # what GDCM could read says which volume lost the image
+        if values and skip.damaged is None and "unreadable" in str(skip):
+            skip.damaged = _damage_info(values, path)
+        raise
+
+
+def _label_vendor(headers: list, values: dict) -> list:
+    """Diffusion b-value/direction from standard or vendor tags (dicomrecon.vendor), and the
+    file's RepetitionTime where a frame has none of its own."""
+    from .vendor.diffusion import label_diffusion
+    vendor = {k: values[k] for k in _VENDOR_KEYS if values.get(k) is not None}
+    for h in headers:
+        if vendor.get("RepetitionTime") is not None:
+            h.extra.setdefault("RepetitionTime", vendor["RepetitionTime"])
+        label_diffusion(h, {**vendor, "DiffusionBValue": h.diffusion_bvalue,
+                            "DiffusionGradientOrientation": h.diffusion_direction,
+                            "DiffusionDirectionality": h.extra.get("DiffusionDirectionality")
+                            or vendor.get("DiffusionDirectionality")})
+    return headers
 
 
 def _scanned_pixels(path: str, values: dict, ts: str, size: int) -> Optional[tuple]:
@@ -415,13 +466,22 @@ def _headers_with_pydicom(path: str, size: int, deflated: bool = False) -> list:
         raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
     with fp:
         ds, values, ts, where = _pydicom_header(fp, path, deflated)
-    h = header_from_values(path, values, ts, where, size)
+        cut = where is None and fp.tell() >= size  # pydicom stopped at the end of the file
+    h = header_from_values(path, values, ts, where, size, cut=cut)
+    return _label_vendor(_expand(h, ds), values)
+
+
+def _expand(h: SliceHeader, ds) -> list:
+    """The images of one file: frames, MOSAIC or UIH VFRAME tiles, or the file itself."""
+    from .vendor.uih import expand_vframe, is_vframe
     has_groups = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     if h.number_of_frames > 1 and has_groups:
         return expand_frames(h, ds)
     if h.number_of_frames == 1 and any(t.upper() == "MOSAIC" for t in h.image_type) \
             and h.ipp is not None and h.iop is not None and h.pixel_spacing is not None:
         return expand_mosaic(h, ds)
+    if is_vframe(h):  # UIH virtual-frame mosaic, placed by its per-slice private sequence
+        return expand_vframe(h, SliceHeader)
     if h.number_of_frames > 1:  # no functional groups: one header, refused by discovery
         h.unexpanded_frames = True
     return [h]
@@ -463,11 +523,15 @@ def _deflated_pixels(ds) -> Optional[tuple]:
     return None
 
 
-def _check_pixels(path: str, values: dict, ts: str, where, size: int) -> tuple:
-    """(rows, columns, bits allocated, native) after checking the pixel data is usable."""
+def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool = False) -> tuple:
+    """(rows, columns, bits allocated, native, pixel problem) after checking the pixel data is
+    usable (``cut``: the header was read to the end of the file)."""
     sop_class = _str(values, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
+        if cut and values.get("Rows") is not None:  # an image whose file ends in its header
+            raise SkipFile(f"{path}: truncated: the file ends inside the header, before "
+                           "(7FE0,0010) 'Pixel Data'", damaged=_damage_info(values, path))
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
         raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
     tag, offset, length = where
@@ -486,27 +550,72 @@ def _check_pixels(path: str, values: dict, ts: str, where, size: int) -> tuple:
                        f"{32 if tag == 0x7FE00008 else 64}")
     native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF and offset is not None
     if native:
-        from .engine.gdcm_headers import native_length
         frames = _num(values, "NumberOfFrames", int) or 1
         spp = _num(values, "SamplesPerPixel", int) or 1
-        expected = native_length(rows, cols, frames, spp, bits_alloc)
-        expected -= expected & 1 and not (length & 1)  # odd lengths written unpadded
-        if length < expected or offset + expected > size:
-            have = max(0, min(length, size - offset))
-            raise SkipFile(f"{path}: truncated ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
-                           f"'{PIXEL_DATA_TAGS[tag]}': {have} bytes present, {expected} "
-                           f"expected for {rows}x{cols}x{frames} frame(s) of {bits_alloc}-bit "
-                           "samples")
+        _check_pixel_length(path, values, tag, (rows, cols, spp, frames, bits_alloc), length,
+                            size - offset)
     elif ts in NATIVE_SYNTAXES:
         raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
                        f"syntax '{ts}' is uncompressed")
-    return rows, cols, bits_alloc, native
+    return rows, cols, bits_alloc, native, _syntax_problem(ts, length)
 
 
-def header_from_values(path: str, ds: dict, ts: str, where, size: int) -> SliceHeader:
+def _check_pixel_length(path: str, values, tag: int, dims: tuple, length: int, left: int) -> None:
+    """Native pixel data must hold exactly Rows x Columns x SamplesPerPixel x frames samples
+    (plus one pad byte to an even length); anything else is damage, named as such."""
+    rows, cols, spp, frames, bits = dims
+    expected = (rows * cols * spp * frames * bits + 7) // 8
+    have = max(0, min(length, left))
+    name = f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{PIXEL_DATA_TAGS[tag]}'"
+    what = (f"{rows}x{cols}x{spp} sample(s) x {frames} frame(s) of {bits}-bit samples, from "
+            "(0028,0010) 'Rows', (0028,0011) 'Columns', (0028,0002) 'Samples per Pixel', "
+            "(0028,0008) 'Number of Frames' and (0028,0100) 'Bits Allocated'")
+    if have < min(length, expected):
+        raise SkipFile(f"{path}: truncated {name}: {have} bytes present, "
+                       f"{expected} expected for {what}", damaged=_damage_info(values, path))
+    if length != expected and not (expected % 2 and length == expected + 1):
+        raise SkipFile(f"{path}: a {name} length of {length} bytes does not "
+                       f"match the header, it must be {expected} bytes for {what}",
+                       damaged=_damage_info(values, path))
+
+
+def _syntax_problem(ts: str, length: int) -> Optional[str]:
+    """Why pixel data in transfer syntax ``ts`` cannot be decoded, or None (decided from the
+    header, so the group is refused before any pixel is read)."""
+    if ts in NATIVE_SYNTAXES or ts == DEFLATED:  # deflated: inflated by pydicom, then native
+        return None
+    from pydicom.uid import UID
+    uid = UID(ts)
+    name = f"a (0002,0010) 'Transfer Syntax UID' value of '{ts}'" + (
+        f" ({uid.name})" if uid.name != ts else "")
+    if length != 0xFFFFFFFF:
+        return (f"{name} is a compressed syntax, but (7FE0,0010) 'Pixel Data' is not "
+                f"encapsulated (a defined length of {length} bytes): the header does not match "
+                "the data")
+    try:
+        from pydicom.pixels import get_decoder
+        get_decoder(uid)
+    except Exception:  # pydicom raises NotImplementedError (or ValueError) for unknown UIDs
+        return f"{name} is not a transfer syntax dicomrecon can decode"
+    return None
+
+
+def _damage_info(values, path: str) -> dict:
+    """Which volume a damaged image belonged to, as far as its header says."""
+    def vec(kw, n):
+        try:
+            return _vec(values, kw, n, path)
+        except SkipFile:
+            return None
+    return {"series_uid": _str(values, "SeriesInstanceUID") or None,
+            "ipp": vec("ImagePositionPatient", 3), "iop": vec("ImageOrientationPatient", 6)}
+
+
+def header_from_values(path: str, ds: dict, ts: str, where, size: int,
+                       cut: bool = False) -> SliceHeader:
     """A :class:`SliceHeader` from keyword -> value (from GDCM or pydicom) and the pixel
     data location; raises :class:`SkipFile` for an unusable image."""
-    rows, cols, bits_alloc, native = _check_pixels(path, ds, ts, where, size)
+    rows, cols, bits_alloc, native, problem = _check_pixels(path, ds, ts, where, size, cut)
     slope = _num(ds, "RescaleSlope")
     intercept = _num(ds, "RescaleIntercept")
     pr = _num(ds, "PixelRepresentation", int) or 0
@@ -555,6 +664,7 @@ def header_from_values(path: str, ds: dict, ts: str, where, size: int) -> SliceH
         text=SeriesText(_str(ds, "ProtocolName"), _str(ds, "StudyDate"),
                         _str(ds, "SeriesDate"), _str(ds, "BodyPartExamined")),
         pixel_tag=where[0],
+        extra={"pixel_problem": problem} if problem else {},
     )
 
 
@@ -595,9 +705,10 @@ def _frames(h: SliceHeader, ds) -> list:
         ftype = (_fg(fr, shared, "MRImageFrameTypeSequence") or _fg(fr, shared, "CTImageFrameTypeSequence")
                  or _fg(fr, shared, "PETFrameTypeSequence"))
         trig = _fg(fr, shared, "CardiacSynchronizationSequence")
+        timing = _fg(fr, shared, "MRTimingAndRelatedParametersSequence")
         where = f"{h.path} frame {k + 1}"
         d = dict(h.__dict__)
-        d.update(frame=k)
+        d.update(frame=k, extra=dict(h.extra))
         if h.pixel_offset is not None and h.bits_allocated >= 8:
             d["pixel_offset"] = h.pixel_offset + k * h.frame_nbytes
         d["ipp"] = _vec(pos, "ImagePositionPatient", 3, where) if pos else h.ipp
@@ -619,9 +730,12 @@ def _frames(h: SliceHeader, ds) -> list:
             d["stack_id"] = _str(content, "StackID")
         if diff:
             d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
+            d["extra"]["DiffusionDirectionality"] = _str(diff, "DiffusionDirectionality")
             gseq = diff.get("DiffusionGradientDirectionSequence")
             if gseq:
                 d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
+        if timing and _num(timing, "RepetitionTime") is not None:
+            d["extra"]["RepetitionTime"] = _num(timing, "RepetitionTime")
         if trig:
             d["trigger_time"] = _num(trig, "NominalCardiacTriggerDelayTime")
         if ftype:
@@ -685,7 +799,7 @@ def expand_mosaic(h: SliceHeader, ds) -> list:
     out = []
     for k in range(n):
         d = dict(h.__dict__)
-        d.update(frame=k, rows=tr, columns=tc,
+        d.update(frame=k, rows=tr, columns=tc, extra=dict(h.extra),
                  ipp=tuple(float(v) for v in first + k * dz * normal),
                  tile=MosaicTile(h.rows, h.columns, k // side, k % side))
         out.append(SliceHeader(**d))

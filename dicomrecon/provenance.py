@@ -195,6 +195,7 @@ class FourthAxis:
     key: Union[str, Tuple[str, ...]]
     values: Tuple[Any, ...]
     note: str = ""
+    repetition_time_s: Optional[float] = omit_none()  # the 4th axis is time: NIfTI pixdim[4]
 
 
 @dataclass(frozen=True)

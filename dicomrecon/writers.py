@@ -203,12 +203,14 @@ def _write_array(fp, array: np.ndarray, progress=None) -> None:
 
 
 def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str, *,
-                 description: str = "dicomrecon", rgb: bool = False, progress=None) -> None:
+                 description: str = "dicomrecon", rgb: bool = False, progress=None,
+                 tr: Optional[float] = None) -> None:
     """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`).
 
     ``array`` is (nz, ny, nx); (nt, nz, ny, nx) for a 4D series (NIfTI only); or, with
     ``rgb``, (nz, ny, nx, 3) uint8 colour.  ``progress(bytes done, bytes total)`` is called as
-    the data is written.
+    the data is written.  ``tr`` (seconds): the 4th axis is time, sampled every ``tr``
+    (NIfTI pixdim[4], xyzt_units mm + s).
     """
     spatial = array.shape[:3] if rgb else array.shape[-3:]
     if rgb and (array.ndim != 4 or array.shape[3] != 3 or array.dtype != np.uint8):
@@ -225,7 +227,8 @@ def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str,
     try:
         with atomic_path(path) as tmp:
             if fmt in ("nii", "nii.gz"):
-                header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb)
+                header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb,
+                                      tr=tr)
                 with _open_out(tmp, fmt == "nii.gz") as fp:
                     fp.write(header)
                     _write_array(fp, array, progress)
@@ -304,12 +307,13 @@ def quaternion_from_rotation(r: np.ndarray):
 
 
 def nifti_header(shape_zyx, dtype, affine_lps, description: str = "", *, nt=None,
-                 rgb: bool = False) -> bytes:
+                 rgb: bool = False, tr: Optional[float] = None) -> bytes:
     """348-byte NIfTI-1 header plus the 4-byte empty extension flag (vox_offset 352).
 
     sform holds the exact RAS affine (sform_code 1, scanner).  qform (code 1) holds the same
     grid when it is orthogonal; for a sheared grid, which a quaternion cannot express, the
-    qform code is 0 and only the sform is valid.
+    qform code is 0 and only the sform is valid.  A 4D file whose 4th axis is time has
+    pixdim[4] = ``tr`` (the repetition time, s) and xyzt_units = mm + s (2 | 8).
     """
     nz, ny, nx = shape_zyx
     dtype = np.dtype(dtype)
@@ -323,10 +327,11 @@ def nifti_header(shape_zyx, dtype, affine_lps, description: str = "", *, nt=None
     struct.pack_into("<8h", h, 40, 4 if nt else 3, nx, ny, nz, nt or 1, 1, 1, 1)
     code, bits = (128, 24) if rgb else (_NIFTI_CODES[dtype], dtype.itemsize * 8)  # 128: RGB24
     struct.pack_into("<hh", h, 70, code, bits)
-    struct.pack_into("<8f", h, 76, qfac, *spacing, 1.0 if nt else 0.0, 0, 0, 0)
+    timed = bool(nt) and tr is not None and tr > 0
+    struct.pack_into("<8f", h, 76, qfac, *spacing, (tr if timed else 1.0) if nt else 0.0, 0, 0, 0)
     struct.pack_into("<f", h, 108, 352.0)                 # vox_offset
     struct.pack_into("<ff", h, 112, 1.0, 0.0)             # scl_slope, scl_inter: identity
-    struct.pack_into("<B", h, 123, 2)                     # xyzt_units: mm
+    struct.pack_into("<B", h, 123, 2 | 8 if timed else 2)  # xyzt_units: mm (+ s)
     desc = description.encode("ascii", "replace")[:79]
     h[148:148 + len(desc)] = desc
     struct.pack_into("<hh", h, 252, 1 if orthogonal else 0, 1)  # qform_code, sform_code

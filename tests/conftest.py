@@ -25,3 +25,10 @@ def corpus() -> Path:
         return corpus_path()
     except FileNotFoundError as exc:  # fail, never skip: the corpus tests are the real check
         pytest.fail(str(exc))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="tests/test_fuzz.py: run 2,000 seeded cases instead of the CI subset")
+    parser.addoption("--fuzz-cases", type=int, default=None,
+                     help="tests/test_fuzz.py: number of in-process cases (overrides the default)")

@@ -87,12 +87,15 @@ def test_truncated_file_is_skipped_with_reason_and_the_rest_converts(series, tmp
     last = max(paths, key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
     data = open(last, "rb").read()
     open(last, "wb").write(data[:-100])
-    r = run("convert", src, "-o", tmp_path / "o")
-    assert r.exit_code == 0, r.output
-    assert f"skipped {last}: truncated (7FE0,0010) 'Pixel Data'" in r.output
+    r = run("convert", src, "-o", tmp_path / "o", "-q")
+    assert r.exit_code == 4, r.output  # partial: the volume lost a slice (README "Damaged slices")
+    assert f"skipped {last}: truncated (7FE0,0010) 'Pixel Data'" in r.output  # even with -q
     rep = json.loads((tmp_path / "o" / "dicomrecon-report.json").read_text())
     assert rep["skipped_files"][0]["file"] == last
+    assert rep["damaged_files"][0]["file"] == last
     assert rep["outputs"][0]["shape_xyz"] == [spec.columns, spec.rows, spec.n_slices - 1]
+    side = json.loads(next((tmp_path / "o").glob("7_*.json")).read_text())
+    assert any(f["code"] == "DAMAGED_SLICE" and last in f["message"] for f in side["findings"])
 
 
 def test_truncated_middle_slice_leaves_a_gap_that_is_reported_or_refused(series, tmp_path):
@@ -104,13 +107,15 @@ def test_truncated_middle_slice_leaves_a_gap_that_is_reported_or_refused(series,
     assert r.exit_code == 5
     assert "1 missing slice" in r.output
     assert not list((tmp_path / "o").glob("*.nii.gz"))
-    # by default the missing slice is interpolated, and the sidecar says so
+    # by default a slice lost to damage is never interpolated: the volume is split there
     r = run("convert", src, "-o", tmp_path / "o2")
-    assert r.exit_code == 0, r.output
-    side = json.loads((tmp_path / "o2" / "7_Head_Neck_5mm.json").read_text())
-    assert side["reconstruction"] == "resample"
-    assert "INTERPOLATED_MISSING" in {f["code"] for f in side["findings"]}
-    assert side["volume"]["shape_xyz"][2] == 10  # 9 slices + the interpolated one
+    assert r.exit_code == 4, r.output
+    sides = [json.loads(p.read_text()) for p in sorted((tmp_path / "o2").glob("7_*.json"))]
+    assert sorted(s["volume"]["shape_xyz"][2] for s in sides) == [4, 5]
+    for side in sides:
+        codes = {f["code"] for f in side["findings"]}
+        assert {"DAMAGED_SLICE", "SPLIT_AT_MISSING"} <= codes
+        assert "INTERPOLATED_MISSING" not in codes
 
 
 def test_slice_without_position_refuses_its_group_naming_file_and_tag(series, tmp_path):

@@ -198,7 +198,7 @@ def run_folder(folder: Path, workdir: Path, options: tuple = ()) -> FolderRun:
             if sc_path.is_file():
                 run.outputs.append(Output(json.loads(sc_path.read_text()), sc_path,
                                           out / o["file"]))
-    if scan.returncode == 0:
+    if scan.returncode in (0, 4, 5):  # 4/5: some or every group refused
         try:
             run.scan_json = json.loads(scan.stdout)
         except json.JSONDecodeError:
@@ -313,7 +313,8 @@ def check_run_accounts_for_everything(run: FolderRun):
             assert "Traceback" not in stream, f"{what} printed a traceback\n{ctx}"
             assert "internal error" not in stream, f"{what} hit an internal error\n{ctx}"
     assert conv.returncode in (0, 4, 5), ctx
-    assert scan.returncode == 0, f"scan exit {scan.returncode}: {scan.stderr}"
+    # scan exits as convert would, from the headers alone (README "Exit codes")
+    assert scan.returncode == conv.returncode, f"scan exit {scan.returncode}: {scan.stderr}\n{ctx}"
     assert run.report is not None, f"no dicomrecon-report.json\n{ctx}"
     assert run.scan_json is not None, "scan --json did not print JSON"
     report = run.report
@@ -321,7 +322,8 @@ def check_run_accounts_for_everything(run: FolderRun):
     # the exit code agrees with the report
     outs, refused = report["outputs"], report["refused"]
     assert outs or refused, ctx
-    expected_rc = 0 if not refused else (4 if outs else 5)
+    damaged = report.get("damaged_files")
+    expected_rc = 0 if not (refused or damaged) else (4 if outs else 5)
     assert conv.returncode == expected_rc, (
         f"exit {conv.returncode} but the report has {len(outs)} output(s) and {len(refused)} "
         f"refusal(s)\n{ctx}")
@@ -534,7 +536,10 @@ def compare_with_dcm2niix(run: FolderRun) -> list:
 def comparable_outputs(run: FolderRun) -> list:
     """Outputs that dcm2niix writes too: stacked as acquired, and not part of a split group
     (dcm2niix writes a split irregular series as one volume on a wrong or resampled grid)."""
-    return [o for o in run.outputs if o.kind == "stack" and not o.sidecar["source"].get("part")]
+    return [o for o in run.outputs if o.kind == "stack" and not o.sidecar["source"].get("part")
+            # a partial repeat (e.g. a second image at one position under its own
+            # SOPInstanceUID, issue 8): dcm2niix drops it or merges it into the full volume
+            and "PARTIAL_VOLUME" not in {f["code"] for f in o.sidecar["findings"]}]
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
@@ -602,10 +607,10 @@ def _fg(ds, per_frame, attr_seq, attr):
 
 
 def _several_images(path: str) -> bool:
-    """A multi-frame file, or a Siemens MOSAIC (slices tiled in one frame)."""
+    """A multi-frame file, a Siemens MOSAIC or a UIH VFRAME (slices tiled in one frame)."""
     ds = _dcmread(path)
-    return int(ds.get("NumberOfFrames", 1) or 1) > 1 or "MOSAIC" in [
-        str(v).upper() for v in ds.get("ImageType", [])]
+    kinds = {str(v).upper() for v in ds.get("ImageType", [])}
+    return int(ds.get("NumberOfFrames", 1) or 1) > 1 or bool(kinds & {"MOSAIC", "VFRAME"})
 
 
 def check_mosaic_tile(o: "Output", z: int, entry: dict, data, a_lps: np.ndarray):
@@ -1160,7 +1165,9 @@ def test_session_keeps_the_axial_brain_series_and_refuses_unplaceable_images(run
     assert _count_skipped_without_pixels(run) == n_non_dicom
 
 
-@pytest.mark.parametrize("folder", ["pyd_cr_monochrome1_j2kr", "uih_dti_vframe_no_ipp"])
+# uih_dti_vframe_no_ipp (IPP missing at the top level) is placed by UIH's per-slice private
+# sequence since issue 12; tests/test_diffusion_corpus.py checks it against dcm2niix.
+@pytest.mark.parametrize("folder", ["pyd_cr_monochrome1_j2kr"])
 def test_images_without_patient_geometry_are_refused(folder, runs, readme):
     """README: no IOP/IPP geometry, or IPP missing in every frame: nothing can be placed."""
     (row,) = readme[folder]

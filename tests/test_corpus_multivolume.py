@@ -50,12 +50,16 @@ EXPECTED = {
     "pyd_ect_enhanced_2frame": ({}, [(512, 512, 2)], []),
     # README: 3 series: 512x512x28 axial, a 256x512 single slice, an exam summary of
     # 512x256 (two copies at one position), 512x650 x2 and 741x650 without geometry
-    "ct_philips_s21570_session_mixed": ({}, [(512, 256, 1), (512, 256, 1), (512, 512, 28)],
+    # (S4010 I10/I20/I30: three surviews, same pixels, own SOPInstanceUID and InstanceNumber:
+    # three images, not copies of one; issue 8)
+    "ct_philips_s21570_session_mixed": ({}, [(512, 256, 1)] * 4 + [(512, 512, 28)],
                                         ["NO_GEOMETRY", "NO_GEOMETRY"]),
     # README: 4 images, all at one position: four different single images, never stacked
     "d2n_ct_siemens_same_position": ({}, [(512, 512, 1)] * 4, []),
-    # README: IPP missing in all 17 frames
-    "uih_dti_vframe_no_ipp": ({}, [], ["NO_GEOMETRY"]),
+    # README: IPP missing at the top level of all 17 files, each a UIH VFRAME of 20 64x64
+    # tiles placed by (0065,1051); dcm2niix (README): 64x64x20x17
+    "uih_dti_vframe_no_ipp": ({}, [(64, 64, 20)] * 17, []),
+    "uih_dti_dir16_ap": (dict(merge_4d=True), [(64, 64, 20, 17)], []),
     # README: Siemens MOSAIC 384x384, SeriesNumbers 1..9 under one UID; the CSA header says
     # NumberOfImagesInMosaic 35, so 6x6 tiles of 64x64
     "ts_si_mosaic_9ts": ({}, [(64, 64, 35)] * 9, []),
@@ -76,7 +80,7 @@ def test_right_set_of_volumes(corpus, tmp_path, folder):
 
 
 def test_no_geometry_folder_converts_only_with_the_option(corpus, tmp_path):
-    r = convert(corpus / "uih_dti_vframe_no_ipp", tmp_path, fmt="nii",
+    r = convert(corpus / "pyd_cr_monochrome1_j2kr", tmp_path, fmt="nii",
                 policy=Policy(no_geometry=True))
     assert len(r.outputs) >= 1
     for o in r.outputs:

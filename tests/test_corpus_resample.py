@@ -125,23 +125,25 @@ def test_ge_missing_slice_is_interpolated_and_reported(corpus):
     assert len(blended) == 1 and [s["weight"] for s in blended[0]["sources"]] == [0.5, 0.5]
 
 
-def test_kits_duplicate_dropped_and_holes_not_filled(corpus, tmp_path):
+def test_kits_second_image_at_one_position_kept_and_holes_not_filled(corpus, tmp_path):
+    """CT28.dcm has CT26.dcm's position and pixels but its own SOPInstanceUID: another image,
+    not a copy (issue 8), so it is written alone as a partial repeat, never dropped silently."""
     r = dicomrecon.convert(corpus / "dnp_ct_kits_dupe_positions", tmp_path, fmt="nii")
     report = json.loads((tmp_path / "dicomrecon-report.json").read_text())
-    assert [os.path.basename(s["file"]) for s in report["skipped_files"]] == ["CT28.dcm"]
-    assert "identical position and pixels" in report["skipped_files"][0]["reason"]
-    assert len(r.outputs) >= 2  # split at the 100+ mm holes
+    assert report["skipped_files"] == []
+    assert len(r.outputs) >= 3  # split at the 100+ mm holes, plus the repeat
     for o in r.outputs:
         side = json.loads(open(o.sidecar).read())
         if side["reconstruction"] == "resample":
             assert side["resample"]["spacing_after_mm"] < 100
-    # every source image except the dropped copy is used exactly once
+        if [s["file"] for s in side.get("source_slices", side["slices"])] == ["CT28.dcm"]:
+            assert "PARTIAL_VOLUME" in {f["code"] for f in side["findings"]}
+    # every source image is used exactly once
     used = []
     for o in r.outputs:
         side = json.loads(open(o.sidecar).read())
         used += [s["file"] for s in side.get("source_slices", side["slices"])]
-    assert sorted(used) == sorted(f for f in os.listdir(corpus / "dnp_ct_kits_dupe_positions")
-                                  if f != "CT28.dcm")
+    assert sorted(used) == sorted(os.listdir(corpus / "dnp_ct_kits_dupe_positions"))
 
 
 def test_preserve_on_real_tilt_keeps_source_positions(corpus, tmp_path):

@@ -280,15 +280,15 @@ def test_multiframe_decodes_concurrently(tmp_path):
 
 
 def test_duplicate_check_pixels_are_reused_by_decode(tmp_path, monkeypatch):
-    """Images at one position are decoded once, in the duplicate check; decode reuses them."""
+    """A copy of an image (same SOPInstanceUID and header keys, other bytes) is decoded once, in
+    the duplicate check (resolve_copies); decode reuses the kept image's pixels."""
     spec = SeriesSpec(n_slices=3)
     files = write_series(spec, tmp_path / "a")
     ds = pydicom.dcmread(files[1])
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    ds.InstanceNumber = 99
-    ds.save_as(tmp_path / "a" / "copy.dcm")
+    ds.StationName = "ELSEWHERE"  # not a key: the file differs, the image does not
+    ds.save_as(tmp_path / "a" / "zz_copy.dcm")
     result = scan(tmp_path / "a")
-    assert len(result.skipped) == 1 and "identical position and pixels" in result.skipped[0][1]
+    assert len(result.skipped) == 1 and "an exact copy of" in result.skipped[0][1]
     (g,) = result.groups
     assert len(g.pixels) == 1
     from dicomrecon.engine import read as read_mod

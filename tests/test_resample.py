@@ -7,6 +7,7 @@ linear ramps: interpolation reproduces a ramp exactly, so any error / gradient i
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -203,19 +204,24 @@ def test_same_position_different_content_is_two_volumes_never_averaged(tmp_path)
 
 
 def test_identical_duplicate_is_dropped_and_listed(tmp_path):
+    """Issue 8: only an exact copy (same SOPInstanceUID, header keys and pixels) is dropped;
+    the same pixels under a new SOPInstanceUID are another image, kept as a repeat."""
     import shutil
     import pydicom
     from pydicom.uid import generate_uid
     spec = base()
     paths = write_series(spec, tmp_path / "in")
+    shutil.copy(paths[3], tmp_path / "in" / "copy.dcm")
+    result = dicomrecon.scan(tmp_path / "in")
+    assert len(result.groups) == 1 and len(result.groups[0].slices) == 16
+    assert [(os.path.basename(p), "an exact copy" in why) for p, why in result.skipped] == [
+        ("slice_0003.dcm", True)]  # the first path in sorted order is kept
     ds = pydicom.dcmread(paths[3])
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.save_as(tmp_path / "in" / "copy.dcm")
     result = dicomrecon.scan(tmp_path / "in")
-    assert len(result.groups) == 1 and len(result.groups[0].slices) == 16
-    assert any("copy.dcm" in p and "identical position and pixels" in why
-               for p, why in result.skipped) or any(
-        paths[3] in p for p, _ in result.skipped)
+    assert [len(g.slices) for g in result.groups] == [16, 1] and not result.skipped
+    assert "PARTIAL_VOLUME" in {f.code for f in result.groups[1].findings}
     shutil.rmtree(tmp_path / "in")
 
 

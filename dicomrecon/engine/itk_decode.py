@@ -203,6 +203,9 @@ def read_with_pydicom(path: str) -> Optional[np.ndarray]:
     import pydicom
     try:
         arr = pydicom.dcmread(path).pixel_array
-    except Exception as exc:  # decoders raise many types; name the file
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # decoders raise many types (a Rust codec's panic, pyo3's
+        # PanicException, is a BaseException): name the file
         raise DecodeError(f"{path}: cannot decode the pixel data ({type(exc).__name__}: {exc})")
     return arr

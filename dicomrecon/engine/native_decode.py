@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DicomReconError
+from ..errors import RefusedError
 
 
-class DecodeError(DicomReconError):
-    pass
+class DecodeError(RefusedError):
+    """Pixel data that cannot be decoded or turned into finite values: the group is refused
+    (a :class:`RefusedError`, exit 5, from the API; convert refuses the volume and goes on).
+    The message names the file, the tag and the reason; ``findings`` holds it as a finding."""
+
+    def __init__(self, message: str, *, tag: str = "(7FE0,0010)", code: str = "DECODE_FAILED"):
+        from ..geometry import ERROR, Finding
+        self.tag = tag
+        super().__init__(message, [Finding(code, ERROR, message, tag)])
 
 
 def frame_dtype(h) -> np.dtype:

@@ -1,0 +1,1 @@
+"""Files for MR research pipelines: FSL .bval/.bvec and BIDS sidecar keys."""
