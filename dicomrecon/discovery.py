@@ -37,7 +37,7 @@ class Group:
     family: int = 0                 # groups split from one stack by a repeat key share this
     repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
     pixels: dict = field(default_factory=dict, repr=False)  # {instance_key: stored frame} read
-    #: by the duplicate check (images sharing a position), so that decoding does not read them again
+    #: by the duplicate check (copies sharing a SOPInstanceUID: resolve_copies), not read again
     damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
 
     # --- derived -----------------------------------------------------------------------
@@ -133,9 +133,9 @@ def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = 
          tol: geo.Tolerances = geo.DEFAULT_TOLERANCES, engine: str = "auto") -> ScanResult:
     """Read every header under ``root`` and return its series, groups and skipped files.
 
-    Headers only, except for images that share a position and that no header key tells apart:
-    those are decoded (with ``engine``), once, to drop exact copies; their pixels are kept on the
-    group for decoding."""
+    Headers only, except for files that share a SOPInstanceUID and header keys but not their
+    bytes: those are decoded (with ``engine``), once, to tell a copy from a conflict; the kept
+    copy's pixels stay on the group for decoding."""
     root = os.fspath(root)
     return scan_files(iter_files(root), root=root, series_uid=series_uid, progress=progress,
                       tol=tol, engine=engine)

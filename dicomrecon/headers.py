@@ -466,9 +466,22 @@ def _headers_with_pydicom(path: str, size: int, deflated: bool = False) -> list:
         raise SkipFile(f"{path}: cannot be read ({exc.strerror})")
     with fp:
         ds, values, ts, where = _pydicom_header(fp, path, deflated)
-        cut = where is None and fp.tell() >= size  # pydicom stopped at the end of the file
+        # pydicom stops quietly at the end of a file cut inside its header: no element follows,
+        # or the next one runs past the end of the file
+        cut = (where is None and _image_like(values)) or (
+            where is not None and where[0] not in PIXEL_DATA_TAGS and where[1] is not None
+            and where[2] != 0xFFFFFFFF and where[1] + where[2] > size)
     h = header_from_values(path, values, ts, where, size, cut=cut)
     return _label_vendor(_expand(h, ds), values)
+
+
+def _image_like(values: dict) -> bool:
+    """A header read to the end of its file that should have had pixel data: it has image
+    attributes, or its SOP class is an image storage class (or cut short, unknown)."""
+    from pydicom.uid import UID
+    sop = UID(_str(values, "SOPClassUID"))
+    return values.get("Rows") is not None or not sop.is_valid or "Image" in sop.name \
+        or sop.name == str(sop)
 
 
 def _expand(h: SliceHeader, ds) -> list:
@@ -529,7 +542,7 @@ def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool 
     sop_class = _str(values, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
-        if cut and values.get("Rows") is not None:  # an image whose file ends in its header
+        if cut:  # an image whose file ends in its header
             raise SkipFile(f"{path}: truncated: the file ends inside the header, before "
                            "(7FE0,0010) 'Pixel Data'", damaged=_damage_info(values, path))
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
