@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import numpy as np
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from . import __version__
@@ -16,7 +15,9 @@ from .discovery import Group, ScanResult, Series, scan, sort_key
 from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
-from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
+from .geometry import ERROR, WARNING, Finding, lps_affine
+from .provenance import DiffusionTable, Provenance, load
+from .recording import provenance_4d, provenance_of
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
 
@@ -92,7 +93,9 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
         processing.append(info["summary"])
     check_finite(array, vp.slices)  # the last guard: no NaN or Inf voxel is ever written
     check_affine(affine, vp)
-    return Volume(array, affine, meta)
+    vol = Volume(array, affine, meta)
+    vol.provenance = provenance_of(vol)  # plain data from here on: serialises without the plan
+    return vol
 
 
 #: Largest |value| in an affine that every writer can store (NIfTI's are float32).
@@ -456,9 +459,10 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
     write_volume(path, array, vols[0].affine, ctx.fmt,
                  description=f"dicomrecon {__version__} {label}",
                  progress=_stage(ctx.progress, "write", label), tr=tr)
-    side = sidecar_4d(vols, array, ctx.root, os.path.basename(path), ctx.fmt)
-    _diffusion_4d(side, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
+    prov = provenance_4d_of(vols, array, ctx.root, os.path.basename(path), ctx.fmt)
+    prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
+    side = prov.to_json()
     write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if ctx.bids else side)
     return ctx.finish(Output(label, path, sidecar_path, tuple(array.shape[::-1]),
                              [d for vp in vps for d in vp.group.damaged]), array)
@@ -472,9 +476,6 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                  progress=_stage(ctx.progress, "write", vp.label))
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt)
-    dif = vp.slices[0].extra.get("diffusion")
-    if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
-        side["diffusion"] = dif.to_dict()
     write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
     return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
                              list(vp.group.damaged)), vol.array)
@@ -497,18 +498,19 @@ def time_axis_tr(vps: list):
     return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
 
 
-def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
-    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids);
+def _diffusion_4d(prov: Provenance, stem: str, vps: list, affine, tr) -> Provenance:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its provenance (dicomrecon.bids);
     the time axis of a 4D time series."""
     from .bids.diffusion import write_diffusion
     rec = write_diffusion(stem, vps, affine)
     if rec is not None:
-        side["diffusion"] = rec
+        prov = replace(prov, diffusion=load(DiffusionTable, rec))
     if tr is not None:
-        side["fourth_axis"]["note"] = (
-            f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} s, "
-            "xyzt_units = mm + s")
-        side["fourth_axis"]["repetition_time_s"] = tr
+        prov = replace(prov, fourth_axis=replace(
+            prov.fourth_axis, repetition_time_s=tr,
+            note=f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} "
+                 "s, xyzt_units = mm + s"))
+    return prov
 
 
 def _with_bids(side: dict, plans: list, affine) -> dict:
@@ -596,106 +598,25 @@ def fourth_axis_keys(plans: list) -> list:
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
-    vp: VolumePlan = vol.metadata["plan"]
-    group = vp.group
-    f = vp.slices[0]
-    origin, spacing, direction = decompose_affine(vol.affine)
-    base = _base(root)
-
-    def uniq(attr):
-        vals = sorted({getattr(h, attr) for h in vp.slices}, key=lambda v: (v is None, v))
-        return vals[0] if len(vals) == 1 else vals
-
-    return {
-        "dicomrecon_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "volume": {
-            "file": filename, "format": fmt,
-            "shape_xyz": list(vol.array.shape[:3][::-1]), "dtype": str(vol.array.dtype),
-            "components": 3 if vol.is_rgb else 1,
-            "affine_lps": vol.affine.tolist(), "affine_ras": lps_to_ras(vol.affine).tolist(),
-            "origin_lps": origin.tolist(), "spacing": spacing.tolist(),
-            "direction_lps": direction.tolist(),
-            "axes": "x = column, y = row, z = slice (ascending along cross(row, column))",
-        },
-        "source": {
-            "input": os.path.abspath(root),
-            "series_instance_uid": f.series_instance_uid,
-            "series_number": f.series_number,
-            "series_description": f.series_description,
-            "modality": f.modality, "manufacturer": f.manufacturer,
-            "study_instance_uid": f.study_instance_uid,
-            "frame_of_reference_uid": f.frame_of_reference_uid,
-            "group": group.label, "split_keys": group.split_keys,
-            "part": vp.part,
-        },
-        "reconstruction": vp.kind,
-        "policy": vol.metadata["policy"],
-        **_slice_lists(vol, vp, base),
-        "geometry": vp.geometry.to_dict() if vp.geometry else None,
-        "tags": {
-            "ImageOrientationPatient": _list(f.iop), "PixelSpacing": _list(f.pixel_spacing),
-            "SliceThickness": uniq("slice_thickness"), "GantryDetectorTilt": uniq("gantry_tilt"),
-            "RescaleSlope": uniq("rescale_slope"), "RescaleIntercept": uniq("rescale_intercept"),
-            "RescaleType": f.rescale_type or None,
-            "PhotometricInterpretation": f.photometric, "BitsAllocated": f.bits_allocated,
-            "BitsStored": f.bits_stored, "PixelRepresentation": f.pixel_representation,
-            "TransferSyntaxUID": uniq("transfer_syntax"),
-        },
-        "values": vol.metadata["values"],
-        "processing": vol.metadata["processing"],
-        "findings": [x.to_dict() for x in group.findings + vp.findings],
-    }
+    """The sidecar document of a decoded volume: its Provenance's JSON, with source file names
+    relative to ``root``."""
+    return provenance_of(vol, root, filename, fmt).to_json()
 
 
-def _list(v):
-    return None if v is None else list(v)
-
-
-def _base(root: str) -> str:
-    """Folder that source file names in a sidecar are relative to."""
-    return os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
-
-
-def sidecar_4d(vols: list, array, root: str, filename: str, fmt: str) -> dict:
-    """The first volume's sidecar, plus the 4th axis and every volume's own sources."""
-    side = sidecar(vols[0], root, filename, fmt)
+def provenance_4d_of(vols: list, array, root: str, filename: str, fmt: str) -> Provenance:
+    """The provenance of a --4d volume: the first volume's, plus the 4th axis and every
+    volume's own sources."""
     plans = [v.metadata["plan"] for v in vols]
     keys = fourth_axis_keys(plans)
-    key = keys[0] if len(keys) == 1 else keys
-    side["volume"]["shape_xyzt"] = list(array.shape[::-1])
-    side["volume"].pop("shape_xyz")
-    side["volume"]["dtype"] = str(array.dtype)
-    side["fourth_axis"] = {
-        "key": key,
-        "values": [p.group.split_keys.get(key) if len(keys) == 1 else
-                   {k: p.group.split_keys.get(k) for k in keys} for p in plans],
-        "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values; diffusion "
-                "gradient directions are DICOM's, in patient (LPS) coordinates"}
-    side["source"]["group"] = [p.label for p in plans]
-    side["source"]["split_keys"] = [p.group.split_keys for p in plans]
-    side["volumes"] = [{"t": t, "group": p.label, "split_keys": p.group.split_keys,
-                        "values": v.metadata["values"],
-                        **_slice_lists(v, p, _base(root))}
-                       for t, (p, v) in enumerate(zip(plans, vols))]
-    side.pop("slices", None)
-    side["processing"] = side["processing"] + [
-        f"--4d: {len(vols)} volumes on one grid stacked along a 4th axis by {key}"]
-    return side
-
-
-def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
-    """Which source instance(s) each output slice came from."""
-    src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
-            **({"frame": h.frame + 1} if h.number_of_frames > 1 else {}),
-            **({"tile": h.frame + 1} if "mosaic" in h.extra else {}),
-            "instance_number": h.instance_number, "image_position_patient": _list(h.ipp)}
-           for h in vp.slices]
-    info = vol.metadata.get("resample")
-    if info is None:  # stacked or sheared: output slice z is source slice z
-        return {"slices": [{"z": k, **s} for k, s in enumerate(src)]}
-    return {"slices": info["output_slices"], "source_slices": src,
-            "resample": {k: v for k, v in info.items() if k not in ("output_slices", "summary")}}
+    key = keys[0] if len(keys) == 1 else tuple(keys)
+    fourth = {"key": key,
+              "values": tuple(p.group.split_keys.get(key) if len(keys) == 1 else
+                              {k: p.group.split_keys.get(k) for k in keys} for p in plans),
+              "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values; diffusion "
+                      "gradient directions are DICOM's, in patient (LPS) coordinates"}
+    return provenance_4d(vols, array, root, filename, fmt,
+                         f"--4d: {len(vols)} volumes on one grid stacked along a 4th axis by "
+                         f"{list(key) if isinstance(key, tuple) else key}", fourth)
 
 
 def report(result: ConversionResult) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -31,16 +32,21 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 class Volume:
     """A 3D image in patient space: ``array`` (nz, ny, nx) and an index (x, y, z) -> LPS affine.
 
-    ``metadata`` holds what dicomrecon knows of the volume's source (its plan, values,
-    processing, resample record) for the sidecar and for export; operations that make a new
-    volume (slicing, crop, pad, flip, reorientation) keep it and append to
-    ``metadata["operations"]``.  See the module docstring for how the axes relate to
-    SimpleITK's, highdicom's and nibabel's.
+    ``provenance`` is the typed, frozen record of where the volume came from (source series,
+    slices, plan kind, values, resample record, findings): a
+    :class:`~dicomrecon.provenance.Provenance`, whose ``to_json()`` is the sidecar, set for
+    every volume dicomrecon reads (``json.dumps(vol.provenance.to_json())`` works) and None for
+    one made from a bare array or image.  ``metadata`` holds the same knowledge in live objects
+    (its ``plan``, values, processing) for export and older callers.  Operations that make a new
+    volume (slicing, crop, pad, flip, reorientation) keep both, with the new grid, and append
+    to ``metadata["operations"]`` / ``provenance.operations``.  See the module docstring for how
+    the axes relate to SimpleITK's, highdicom's and nibabel's.
     """
 
     array: np.ndarray
     affine: np.ndarray                       # (4, 4) index (x, y, z) -> LPS mm
     metadata: dict = field(default_factory=dict)
+    provenance: Optional["Provenance"] = None  # noqa: F821 (dicomrecon.provenance)
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.shape_xyz))
@@ -114,7 +120,14 @@ class Volume:
     def _derived(self, array, affine, operation: str) -> "Volume":
         meta = dict(self.metadata)
         meta["operations"] = list(meta.get("operations", [])) + [operation]
-        return Volume(array, affine, meta)
+        prov = self.provenance
+        if prov is not None:
+            from dataclasses import replace
+
+            from .recording import volume_record
+            grid = volume_record(array, affine, "", "", self.is_rgb)
+            prov = replace(prov, volume=grid, operations=tuple(meta["operations"]))
+        return Volume(array, affine, meta, prov)
 
     def __getitem__(self, key) -> "Volume":
         """``vol[z0:z1, y0:y1, x0:x1]`` (array order, like ``vol.array``): a sub-volume whose
@@ -222,10 +235,10 @@ class Volume:
         return path
 
     def _sidecar(self, filename: str, fmt: str) -> dict:
-        if self.metadata.get("plan") is not None and not self.metadata.get("operations"):
-            from .conversion import sidecar  # a conversion's own volume: its full sidecar
-            root = os.path.dirname(self.metadata["plan"].slices[0].path)
-            return sidecar(self, root, filename, fmt)
+        if self.provenance is not None:  # a volume dicomrecon read: its full provenance
+            from dataclasses import replace
+            prov = self.provenance
+            return replace(prov, volume=replace(prov.volume, file=filename, format=fmt)).to_json()
         origin, spacing, direction = decompose_affine(self.affine)
         return {"volume": {"file": filename, "format": fmt, "shape_xyz": list(self.shape_xyz),
                            "dtype": str(self.array.dtype), "components": 3 if self.is_rgb else 1,
@@ -251,6 +264,9 @@ class Volume:
         if os.path.isfile(side):
             with open(side) as fp:
                 vol.metadata["sidecar"] = json.load(fp)
+            if "source" in vol.metadata["sidecar"]:  # a dicomrecon volume's full provenance
+                from .provenance import Provenance
+                vol.provenance = Provenance.from_json(vol.metadata["sidecar"])
         return vol
 
     def to_dicom(self, outdir, **kwargs):
