@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 from .discovery import Group, ScanResult
 from .discovery import scan as _scan
 from .discovery import scan_files as _scan_files
-from .errors import AmbiguousInputError, InputError, NoDicomError
+from .errors import AmbiguousInputError, InputError, NoDicomError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, plan_group
 from .volume import Volume
 
@@ -30,11 +30,15 @@ PathLike = Union[str, os.PathLike]
 Source = Union[PathLike, Sequence[PathLike], Sequence["pydicom.Dataset"], Group]  # noqa: F821
 
 
-def scan(source, *, series_uid: Optional[str] = None) -> ScanResult:
+def scan(source, *, series_uid: Optional[str] = None,
+         policy: Optional[Policy] = None) -> ScanResult:
     """Read the headers of ``source`` (a path, a list of paths or a list of datasets): its
-    series, groups (with geometry findings) and skipped files."""
+    series, groups (with geometry findings) and skipped files.  The geometry is checked with
+    ``policy.tolerances`` (default: :data:`~dicomrecon.geometry.DEFAULT_TOLERANCES`); plan and
+    read the groups with the same policy."""
+    tol = (policy or DEFAULT_POLICY).tolerances
     if isinstance(source, (str, os.PathLike)):
-        return _scan(os.fspath(source), series_uid=series_uid)
+        return _scan(os.fspath(source), series_uid=series_uid, tol=tol)
     items = list(source)
     if not items:
         raise InputError("an empty list holds no DICOM file")
@@ -45,11 +49,11 @@ def scan(source, *, series_uid: Optional[str] = None) -> ScanResult:
             raise InputError(f"{missing[0]}: no such file ({len(missing)} of {len(files)} "
                              "listed file(s) missing)")
         root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
-        return _scan_files(files, root=root, series_uid=series_uid)
+        return _scan_files(files, root=root, series_uid=series_uid, tol=tol)
     from pydicom import Dataset
     if all(isinstance(x, Dataset) for x in items):
         folder = _DatasetFolder(items)
-        result = _scan(folder.path, series_uid=series_uid)
+        result = _scan(folder.path, series_uid=series_uid, tol=tol)
         result.keepalive = folder  # the files live as long as the result and its groups
         for g in result.groups:
             g.keepalive = folder
@@ -103,10 +107,11 @@ def _pick(groups: list, where: str, group: Optional[str]) -> Group:
                                    "dicomrecon.read_volumes()")
 
 
-def _one_group(source, series_uid: Optional[str], group: Optional[str]) -> Group:
+def _one_group(source, series_uid: Optional[str], group: Optional[str],
+               policy: Optional[Policy] = None) -> Group:
     if isinstance(source, Group):
         return source
-    result = scan(source, series_uid=series_uid)
+    result = scan(source, series_uid=series_uid, policy=policy)
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
         f"the {len(list(source))} given item(s)"
     if not result.groups:
@@ -126,7 +131,8 @@ def read_volume(source, *, series_uid: Optional[str] = None, group: Optional[str
     neither ``group=`` nor ``series_uid=`` picks one.
     """
     from .conversion import load_group
-    return load_group(_one_group(source, series_uid, group), policy=policy or DEFAULT_POLICY)
+    return load_group(_one_group(source, series_uid, group, policy),
+                      policy=policy or DEFAULT_POLICY)
 
 
 def read_volumes(source, *, policy: Optional[Policy] = None) -> list:
@@ -139,8 +145,8 @@ def read_volumes(source, *, policy: Optional[Policy] = None) -> list:
     import warnings
 
     from .conversion import load_plan
-    result = source if isinstance(source, ScanResult) else scan(source)
     policy = policy or DEFAULT_POLICY
+    result = source if isinstance(source, ScanResult) else scan(source, policy=policy)
     out = []
     for vp in (vp for g in result.groups for vp in plan_group(g, policy).volumes):
         try:

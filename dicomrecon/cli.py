@@ -77,6 +77,9 @@ def _policy_options():
         max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
                                 "a larger one is refused before decoding (exit 2 when --spacing "
                                 "asked for it)."),
+        spacing_tolerance=typer.Option(0.01, "--spacing-tolerance", metavar="FRACTION",
+                                       help="Slice steps within this fraction of the median step "
+                                       "are regular (0.01 = 1 %); scan and convert both use it."),
     )
 
 
@@ -84,12 +87,20 @@ _P = _policy_options()
 
 
 def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
-                 no_geometry=False, max_voxels=2 ** 31):
+                 no_geometry=False, max_voxels=2 ** 31, spacing_tolerance=0.01):
+    from dataclasses import replace
+
+    from .geometry import DEFAULT_TOLERANCES
     from .plan import Policy
+    if not 0 <= spacing_tolerance < 1:
+        raise typer.BadParameter(f"{spacing_tolerance:g}: the spacing tolerance is a fraction of "
+                                 "the median step, from 0 up to (not including) 1",
+                                 param_hint="--spacing-tolerance")
     try:
         return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
                       interpolation=interpolation.value, max_gap=max_gap, merge_4d=merge_4d,
-                      no_geometry=no_geometry, max_voxels=max_voxels)
+                      no_geometry=no_geometry, max_voxels=max_voxels,
+                      tolerances=replace(DEFAULT_TOLERANCES, spacing_rel=spacing_tolerance))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -211,19 +222,20 @@ def scan_cmd(
     qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
                                           "DIR/index.html with the slice-position plot of every "
                                           "stack (headers only, no pixels decoded)."),
-    max_voxels: int = _P["max_voxels"],
+    max_voxels: int = _P["max_voxels"], spacing_tolerance: float = _P["spacing_tolerance"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
     convert would do with them under the given policy (exit code as convert's would be,
     before decoding: 0, 3, 4 or 5)."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                          no_geometry=no_geometry, max_voxels=max_voxels)
+                          no_geometry=no_geometry, max_voxels=max_voxels,
+                          spacing_tolerance=spacing_tolerance)
 
     def run():
         from .discovery import scan
         from .report import scan_json, scan_table
         with _Progress(_progress_enabled(progress)) as bar:
-            result = scan(str(input), series_uid=series,
+            result = scan(str(input), series_uid=series, tol=policy.tolerances,
                           progress=lambda d, t: bar("scan", "", d, t))
         if as_json:
             typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
@@ -259,6 +271,7 @@ def convert_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
     no_geometry: bool = _P["no_geometry"], max_voxels: int = _P["max_voxels"],
+    spacing_tolerance: float = _P["spacing_tolerance"],
     qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
                             "QC page (see 'dicomrecon qc')."),
     bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
@@ -267,7 +280,7 @@ def convert_cmd(
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
-                          max_voxels)
+                          max_voxels, spacing_tolerance)
     if merge_4d and fmt not in (Format.nii, Format.nii_gz):
         raise typer.BadParameter("--4d writes NIfTI only (-f nii or nii.gz): ITK cannot read a "
                                  "spatial NRRD or MHA with a time axis", param_hint="--4d")

@@ -339,7 +339,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
     if scan_result is None:
-        scan_result = scan(inputs, series_uid=series_uid, progress=_stage(progress, "scan", ""))
+        scan_result = scan(inputs, series_uid=series_uid, progress=_stage(progress, "scan", ""),
+                           tol=policy.tolerances)
     if policy.merge_4d and fmt not in ("nii", "nii.gz"):
         raise ValueError(f"--4d writes NIfTI (nii, nii.gz), not {fmt}: ITK cannot read a "
                          "spatial NRRD or MHA with a time axis")

@@ -37,6 +37,7 @@ class Group:
     family: int = 0                 # groups split from one stack by a repeat key share this
     repeat_key: Optional[str] = None  # the key that split them (EchoTime, TemporalPosition...)
     damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
+    tolerances: geo.Tolerances = geo.DEFAULT_TOLERANCES  # what its geometry was checked with
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -186,6 +187,7 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
         counters: dict = {}
         for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
             counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
+            g.tolerances = tol
             if not _refuse_conflicts(g, conflicts):
                 analyse_group(g, tol)
         series.append(Series(uid, groups))

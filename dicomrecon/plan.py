@@ -27,7 +27,7 @@ missing position instead, and each part says so in a finding (README "Damaged sl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Union
 
 import numpy as np
@@ -51,6 +51,9 @@ class Policy:
     merge_4d: bool = False        # --4d: repeats of one grid (time, echo, ...) as one 4D NIfTI
     no_geometry: bool = False     # --no-geometry: write images without IPP/IOP, flagged
     max_voxels: int = DEFAULT_MAX_VOXELS  # --max-voxels: largest output grid planned
+    #: every geometry tolerance (--spacing-tolerance sets ``spacing_rel``); scan and plan both
+    #: use these, so a stack is regular (or not) the same way in both
+    tolerances: geo.Tolerances = geo.DEFAULT_TOLERANCES
 
     def __post_init__(self):
         if self.tilt not in TILT_POLICIES:
@@ -64,12 +67,14 @@ class Policy:
             raise ValueError(f"max_gap must be above 1 (times the median step), got {self.max_gap}")
         if not (isinstance(self.max_voxels, int) and self.max_voxels > 0):
             raise ValueError(f"max_voxels must be a positive integer, got {self.max_voxels!r}")
+        if not isinstance(self.tolerances, geo.Tolerances):
+            raise ValueError(f"tolerances must be a geometry.Tolerances, got {self.tolerances!r}")
 
     def to_dict(self) -> dict:
         return {"tilt": self.tilt, "irregular": self.irregular, "spacing": self.spacing,
                 "interpolation": self.interpolation, "max_gap": self.max_gap,
                 "merge_4d": self.merge_4d, "no_geometry": self.no_geometry,
-                "max_voxels": self.max_voxels}
+                "max_voxels": self.max_voxels, "tolerances": asdict(self.tolerances)}
 
 
 DEFAULT_POLICY = Policy()
@@ -108,6 +113,11 @@ def _refuse(group: Group, code: str, message: str, **kw) -> GroupPlan:
 
 
 def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
+    """How ``group`` becomes volumes under ``policy`` (stacked, sheared, resampled, split, or
+    refused with findings).  The group must have been scanned with ``policy.tolerances``
+    (``dicomrecon.scan(source, policy=policy)``), so that a stack regular in the scan is
+    regular here; ValueError otherwise."""
+    check_tolerances(group, policy)
     if group.refused and policy.no_geometry and {f.code for f in group.reasons} == {"NO_GEOMETRY"}:
         slices = sorted(group.slices, key=lambda h: (h.instance_number or 0, h.frame, h.path))
         vp = VolumePlan(group, slices, None, "placeholder", None, [Finding(
@@ -133,7 +143,7 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
         sl = [group.slices[i] for i in run]
         sub = geo.analyse_stack(np.array([h.ipp for h in sl]), geom.orientation.row.tolist()
                                 + geom.orientation.col.tolist(), geom.pixel_spacing,
-                                gantry_tilt_tag=geom.tilt_tag_deg)
+                                gantry_tilt_tag=geom.tilt_tag_deg, tol=policy.tolerances)
         regular = sub.spacing.regular and not sub.spacing.n_duplicates
         if geom.is_tilted and len(sl) > 1:
             if policy.tilt == "preserve":
@@ -149,6 +159,15 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
             kind = "stack" if regular else "resample"
         plans.append(VolumePlan(group, sl, sub, kind, n if len(runs) > 1 else None, list(notes)))
     return _sized(GroupPlan(group, plans, []), policy)
+
+
+def check_tolerances(group: Group, policy: Policy) -> None:
+    """ValueError when ``group`` was scanned with other tolerances than ``policy`` carries."""
+    if group.tolerances != policy.tolerances:
+        raise ValueError(
+            f"group {group.label} was scanned with {group.tolerances} but the policy carries "
+            f"{policy.tolerances}: scan with the same tolerances (dicomrecon.scan(source, "
+            "policy=policy), or discovery.scan(..., tol=policy.tolerances))")
 
 
 def _runs(group: Group, policy: Policy):
@@ -167,7 +186,7 @@ def _runs(group: Group, policy: Policy):
                        "place every slice correctly)", tag="(0020,0032)",
                        value=[s.minimum, s.nominal, s.maximum]), None
     if policy.irregular == "split":
-        runs = _regular_runs(positions, geo.DEFAULT_TOLERANCES.spacing_rel)
+        runs = _regular_runs(positions, policy.tolerances.spacing_rel)
         notes.append(Finding("SPLIT_IRREGULAR", WARNING,
                              f"{desc}: split into {len(runs)} regularly spaced volume(s)"))
         return runs, notes

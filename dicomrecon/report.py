@@ -77,9 +77,14 @@ def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
     return "\n".join(out)
 
 
+#: The layout of ``dicomrecon scan --json``; raised when a key changes meaning or goes away.
+SCAN_SCHEMA_VERSION = 1
+
+
 def scan_json(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> dict:
     plans = {g.label: plan_group(g, policy) for g in result.groups}
     return {
+        "schema_version": SCAN_SCHEMA_VERSION,
         "policy": policy.to_dict(),
         "input": result.root,
         "files_read": result.n_files,

@@ -1,0 +1,70 @@
+"""Issue 14: tolerances carried by the Policy into scan and plan, 4D volumes in the API, and the
+CLI polish (typer's CliRunner, exit codes and messages)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import dicomrecon
+from dicomrecon.cli import app
+from dicomrecon.geometry import DEFAULT_TOLERANCES, Tolerances
+from dicomrecon.plan import Policy, plan_group
+from dicomrecon.synthetic import SeriesSpec, write_series
+
+runner = CliRunner()
+
+#: steps of 2.0 mm and 2.06 mm: 3 % apart, irregular at the default 1 %, regular at 5 %
+STEPS = [2.0, 2.06, 2.0, 2.06, 2.0, 2.06, 2.0]
+
+
+@pytest.fixture(scope="module")
+def wobbly(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wobbly")
+    z = np.concatenate([[30.0], 30.0 + np.cumsum(STEPS)])
+    write_series(SeriesSpec(positions=[(-10.0, -20.0, v) for v in z]), str(folder))
+    return folder
+
+
+def test_a_looser_spacing_tolerance_makes_the_stack_regular_in_scan_and_plan_alike(wobbly):
+    strict = dicomrecon.scan(wobbly)
+    g = strict.groups[0]
+    assert not g.geometry.spacing.regular
+    assert plan_group(g, Policy()).volumes[0].kind == "resample"
+    loose = Policy(tolerances=Tolerances(spacing_rel=0.05))
+    g = dicomrecon.scan(wobbly, policy=loose).groups[0]
+    assert g.geometry.spacing.regular and g.tolerances == loose.tolerances
+    vp = plan_group(g, loose).volumes[0]
+    assert vp.kind == "stack" and vp.geometry.spacing.regular  # the plan's own geometry agrees
+    vol = dicomrecon.read_volume(wobbly, policy=loose)
+    assert vol.provenance.reconstruction == "stack"
+    assert vol.provenance.policy["tolerances"]["spacing_rel"] == 0.05
+    assert dicomrecon.read_volume(wobbly).provenance.reconstruction == "resample"
+
+
+def test_plan_refuses_a_group_scanned_with_other_tolerances(wobbly):
+    g = dicomrecon.scan(wobbly).groups[0]
+    with pytest.raises(ValueError, match="scanned with"):
+        plan_group(g, Policy(tolerances=dataclasses.replace(DEFAULT_TOLERANCES, spacing_rel=0.05)))
+
+
+def _kind(stdout: str) -> str:
+    return json.loads(stdout)["series"][0]["groups"][0]["volumes"][0]["reconstruction"]
+
+
+def test_cli_spacing_tolerance_reaches_scan_and_convert(wobbly, tmp_path):
+    r = runner.invoke(app, ["scan", str(wobbly), "--json"])
+    assert r.exit_code == 0, r.output
+    assert _kind(r.stdout) == "resample"
+    r = runner.invoke(app, ["scan", str(wobbly), "--json", "--spacing-tolerance", "0.05"])
+    assert r.exit_code == 0, r.output
+    assert _kind(r.stdout) == "stack"
+    r = runner.invoke(app, ["convert", str(wobbly), "-o", str(tmp_path / "o"), "-f", "nii",
+                            "--spacing-tolerance", "0.05"])
+    assert r.exit_code == 0, r.output
+    side = json.loads(next((tmp_path / "o").glob("*.json")).read_text())
+    assert side["reconstruction"] == "stack"
+    r = runner.invoke(app, ["scan", str(wobbly), "--spacing-tolerance", "2"])
+    assert r.exit_code == 2 and "--spacing-tolerance" in r.output
