@@ -138,21 +138,35 @@ def read_volume(source, *, series_uid: Optional[str] = None, group: Optional[str
 def read_volumes(source, *, policy: Optional[Policy] = None) -> list:
     """Every volume of ``source`` (or of a :class:`ScanResult`), as the CLI would write them.
 
+    Each volume knows its group: ``vol.label`` is the label ``dicomrecon scan`` prints
+    ("1301.2", "1301.2p1" for a part of a split group, "7.1+7.2+..." for a 4D volume).  With
+    ``Policy(merge_4d=True)``, repeats of one grid that ``convert --4d`` writes as one 4D file
+    come back as one 4D Volume, array (nt, nz, ny, nx), with the 4th axis key and values in
+    ``vol.provenance.fourth_axis``.
+
     Refused groups are left out; ``plan_group(group, policy).refusals`` says why.  A volume
     whose pixels cannot be decoded (or give non-finite values) is left out too, with a
     ``RuntimeWarning`` naming the file, tag and reason; the others are still read.
     """
     import warnings
 
-    from .conversion import load_plan
+    from .conversion import load_4d, load_plan, merge_sets
     policy = policy or DEFAULT_POLICY
     result = source if isinstance(source, ScanResult) else scan(source, policy=policy)
     out = []
-    for vp in (vp for g in result.groups for vp in plan_group(g, policy).volumes):
-        try:
-            out.append(load_plan(vp, policy=policy))
-        except RefusedError as exc:  # the per-volume boundary, as in convert
-            warnings.warn(f"volume {vp.label} refused: {exc}", RuntimeWarning, stacklevel=2)
+    for series in result.series:
+        plans = [vp for g in series.groups for vp in plan_group(g, policy).volumes]
+        sets = {id(s[0]): s for s in merge_sets(plans)} if policy.merge_4d else {}
+        merged = {id(vp) for s in sets.values() for vp in s}
+        for vp in plans:
+            if id(vp) in merged and id(vp) not in sets:
+                continue  # read with the first volume of its 4D set
+            todo = sets.get(id(vp))
+            try:
+                out.append(load_4d(todo, policy=policy) if todo else load_plan(vp, policy=policy))
+            except RefusedError as exc:  # the per-volume boundary, as in convert
+                label = "+".join(p.label for p in todo) if todo else vp.label
+                warnings.warn(f"volume {label} refused: {exc}", RuntimeWarning, stacklevel=2)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import numpy as np
 from dataclasses import dataclass, field, replace
@@ -450,21 +451,40 @@ class _Context:
         return output
 
 
-def _write_4d(vps, stem, ctx: _Context) -> Output:
-    vols = [load_plan(vp, policy=ctx.policy, progress=ctx.progress) for vp in vps]
+def load_4d(vps: list, *, policy: Policy = DEFAULT_POLICY, progress=None,
+            root: Optional[str] = None) -> Volume:
+    """Decode the volume plans of one --4d set (:func:`merge_sets`, ordered along the 4th
+    axis) into one 4D :class:`Volume`: array (nt, nz, ny, nx) on the first volume's affine, the
+    4th axis (key and values) in ``provenance.fourth_axis`` and every volume's sources in
+    ``provenance.volumes``; source file names relative to ``root`` (default: the folder of the
+    first slice)."""
+    vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
     array = np.stack([v.array for v in vols]).astype(
         np.result_type(*[v.array.dtype for v in vols]), copy=False)
+    root = root if root is not None else os.path.dirname(os.path.abspath(vps[0].slices[0].path))
+    prov = provenance_4d_of(vols, array, root, "", "")
+    meta = {"plans": list(vps), "policy": policy.to_dict(),
+            "values": [v.metadata["values"] for v in vols],
+            "processing": list(prov.processing)}
+    return Volume(array, vols[0].affine, meta, prov)
+
+
+def _write_4d(vps, stem, ctx: _Context) -> Output:
+    vol = load_4d(vps, policy=ctx.policy, progress=ctx.progress, root=ctx.root)
+    array = vol.array
     path = os.path.join(ctx.outdir, stem + ctx.ext)
     label = "+".join(vp.label for vp in vps)
     tr = time_axis_tr(vps)
-    write_volume(path, array, vols[0].affine, ctx.fmt,
+    write_volume(path, array, vol.affine, ctx.fmt,
                  description=f"dicomrecon {__version__} {label}",
                  progress=_stage(ctx.progress, "write", label), tr=tr)
-    prov = provenance_4d_of(vols, array, ctx.root, os.path.basename(path), ctx.fmt)
-    prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
+    prov = replace(vol.provenance, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   volume=replace(vol.provenance.volume, file=os.path.basename(path),
+                                  format=ctx.fmt))
+    prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vol.affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = prov.to_json()
-    write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if ctx.bids else side)
+    write_json(sidecar_path, _with_bids(side, vps, vol.affine) if ctx.bids else side)
     return ctx.finish(Output(label, path, sidecar_path, tuple(array.shape[::-1]),
                              [d for vp in vps for d in vp.group.damaged]), array)
 
@@ -637,4 +657,4 @@ def report(result: ConversionResult) -> dict:
     }
 
 
-__all__ = ["convert", "load_group", "ConversionResult", "NAME_TOKENS", "DEFAULT_NAME"]
+__all__ = ["convert", "load_group", "load_plan", "load_4d", "ConversionResult", "NAME_TOKENS", "DEFAULT_NAME"]

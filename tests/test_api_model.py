@@ -68,3 +68,47 @@ def test_cli_spacing_tolerance_reaches_scan_and_convert(wobbly, tmp_path):
     assert side["reconstruction"] == "stack"
     r = runner.invoke(app, ["scan", str(wobbly), "--spacing-tolerance", "2"])
     assert r.exit_code == 2 and "--spacing-tolerance" in r.output
+
+
+def test_read_volumes_merge_4d_gives_the_4d_volume_convert_writes(corpus, tmp_path):
+    import nibabel as nib
+    folder = corpus / "ge_fmri_multiphase_4d"
+    policy = Policy(merge_4d=True)
+    vols = dicomrecon.read_volumes(folder, policy=policy)
+    four = [v for v in vols if v.is_4d]
+    assert len(four) == 1
+    vol = four[0]
+    nt = vol.array.shape[0]
+    out = [o for o in dicomrecon.convert(str(folder), str(tmp_path), fmt="nii", policy=policy).outputs
+           if len(o.shape_xyz) == 4][0]
+    img = nib.load(out.path)
+    assert img.shape == vol.shape_xyz + (nt,)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), vol.to_nibabel().get_fdata().astype(
+        np.asarray(img.dataobj).dtype))
+    np.testing.assert_allclose(img.affine, vol.to_nibabel().affine, atol=1e-4)
+    side = json.loads(open(out.sidecar).read())
+    fourth = vol.provenance.fourth_axis
+    assert [fourth.key, list(fourth.values)] == [side["fourth_axis"]["key"],
+                                                 side["fourth_axis"]["values"]]
+    assert vol.label == "+".join(side["source"]["group"]) and vol.label.count("+") == nt - 1
+    json.dumps(vol.provenance.to_json())
+    # one time point is an ordinary 3D volume with its own sources; spatial ops refuse 4D
+    t1 = vol.at(1)
+    np.testing.assert_array_equal(t1.array, vol.array[1])
+    assert t1.label == side["volumes"][1]["group"]
+    assert t1.provenance.slices[0].sop_instance_uid == side["volumes"][1]["slices"][0]["sop_instance_uid"]
+    assert t1.crop((0, 0, 0), (4, 4, 1)).shape_xyz == (4, 4, 1)
+    for op in (lambda v: v[0:2], lambda v: v.pad(1), lambda v: v.to_sitk(),
+               lambda v: v.to_orientation("RAS"), lambda v: v.flip("x")):
+        with pytest.raises(ValueError, match=r"4D .*\.at\(t\)"):
+            op(vol)
+    assert "x" + str(nt) in repr(vol)
+
+
+def test_read_volumes_labels_every_volume(corpus):
+    vols = dicomrecon.read_volumes(corpus / "table_ph_dual_echo")
+    labels = [v.label for v in vols]
+    assert len(vols) >= 2 and len(set(labels)) == len(labels) and all(labels)
+    for v in vols:
+        assert dicomrecon.read_volume(corpus / "table_ph_dual_echo", group=v.label.split("p")[0]
+                                      ).provenance.source.group == v.provenance.source.group
