@@ -16,7 +16,8 @@ from .discovery import Group, ScanResult, Series, scan, sort_key
 from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
-from .geometry import ERROR, WARNING, Finding, lps_affine
+from . import geometry as geo
+from .geometry import ERROR, WARNING, Finding
 from .provenance import DiffusionTable, Provenance, load
 from .recording import provenance_4d, provenance_of
 from .volume import Volume
@@ -125,18 +126,12 @@ def stack_affine(vp: VolumePlan):
 
 def placeholder_affine(first):
     """Identity orientation, origin 0, PixelSpacing (or 1 mm) and SliceThickness (or 1 mm)."""
-    ps = first.pixel_spacing or (1.0, 1.0)
-    dz = first.slice_thickness if first.slice_thickness and first.slice_thickness > 0 else 1.0
-    return np.diag([float(ps[1]), float(ps[0]), float(dz), 1.0])
+    return geo.placeholder_affine(first.pixel_spacing, first.slice_thickness)
 
 
 def sheared_affine(geom):
     """The exact sheared grid of a regular tilted stack: z column = IPP step."""
-    n = len(geom.positions)
-    step = (geom.ipp_sorted[-1] - geom.ipp_sorted[0]) / (n - 1)
-    aff = lps_affine(geom.orientation, geom.pixel_spacing, 1.0, geom.ipp_sorted[0])
-    aff[:3, 2] = step
-    return aff
+    return geo.sheared_affine(geom.orientation, geom.pixel_spacing, geom.ipp_sorted)
 
 
 def _resample(vp: VolumePlan, array, policy: Policy, progress):
@@ -160,7 +155,7 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
         res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
     steps = np.diff(geom.positions)
     beyond = uncovered_mm(grid)
-    if beyond > 1e-3:
+    if beyond > policy.tolerances.uncovered_mm:
         vp.findings.append(Finding(
             "SLAB_NOT_COVERED", WARNING,
             f"the explicit slice spacing {policy.spacing} mm does not divide the acquired slab: "

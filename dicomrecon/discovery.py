@@ -383,23 +383,7 @@ def _normal_positions(hs: list):
     """Positions along the normal, or None when the geometry is missing or invalid."""
     if any(h.ipp is None or h.iop is None for h in hs):
         return None
-    o, _ = geo.check_orientation(hs[0].iop)
-    if o is None:
-        return None
-    return np.array([h.ipp for h in hs]) @ o.normal
-
-
-def _clusters(pos: np.ndarray, tol: geo.Tolerances) -> list:
-    order = np.argsort(pos, kind="stable")
-    out, cur = [], [order[0]]
-    for a, b in zip(order[:-1], order[1:]):
-        if pos[b] - pos[a] < tol.duplicate_mm:
-            cur.append(b)
-        else:
-            out.append(cur)
-            cur = [b]
-    out.append(cur)
-    return out
+    return geo.normal_positions([h.ipp for h in hs], hs[0].iop)
 
 
 def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
@@ -413,7 +397,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     pos = _normal_positions(g.slices)
     if pos is None:
         return [g]
-    clusters = _clusters(pos, tol)
+    clusters = geo.position_clusters(pos, tol.duplicate_mm)
     if all(len(c) == 1 for c in clusters):
         return [g]
     for attr, kw in REPEAT_KEYS:

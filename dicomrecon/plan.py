@@ -186,11 +186,11 @@ def _runs(group: Group, policy: Policy):
                        "place every slice correctly)", tag="(0020,0032)",
                        value=[s.minimum, s.nominal, s.maximum]), None
     if policy.irregular == "split":
-        runs = _regular_runs(positions, policy.tolerances.spacing_rel)
+        runs = geo.regular_runs(positions, policy.tolerances.spacing_rel)
         notes.append(Finding("SPLIT_IRREGULAR", WARNING,
                              f"{desc}: split into {len(runs)} regularly spaced volume(s)"))
         return runs, notes
-    runs, gaps = _split_at_gaps(positions, s.nominal, policy.max_gap)
+    runs, gaps = geo.split_at_gaps(positions, s.nominal, policy.max_gap)
     if gaps:
         notes.append(Finding(
             "SPLIT_AT_GAP", WARNING,
@@ -202,7 +202,7 @@ def _runs(group: Group, policy: Policy):
         return runs, notes
     why = no_fill_reason(group)
     if why:
-        runs, holes = _split_at_gaps(positions, s.nominal, min(policy.max_gap, 1.5))
+        runs, holes = geo.split_at_gaps(positions, s.nominal, min(policy.max_gap, 1.5))
         notes.append(Finding(
             "SPLIT_AT_MISSING", WARNING,
             f"{s.missing} missing slice(s) (steps at whole multiples of the median "
@@ -285,34 +285,6 @@ def grid_message(vp: VolumePlan, policy: Policy, voxels: int) -> str:
             f"for {vp.label}, more than --max-voxels {policy.max_voxels:,}"
             + (f" or {MAX_AXIS:,} along one axis" if max(vp.shape_xyz) > MAX_AXIS else "")
             + ": refused before decoding (raise --max-voxels, or choose a larger --spacing)")
-
-
-def _regular_runs(positions: np.ndarray, rel: float) -> list:
-    """Split sorted positions into maximal runs whose steps agree within ``rel``."""
-    runs, cur, step = [], [0], None
-    for i in range(1, len(positions)):
-        d = positions[i] - positions[i - 1]
-        if step is None or abs(d - step) <= rel * step:
-            cur.append(i)
-            step = d if step is None else step
-        else:
-            runs.append(cur)
-            cur, step = [i], None
-    runs.append(cur)
-    return runs
-
-
-def _split_at_gaps(positions: np.ndarray, nominal: float, max_gap: float):
-    runs, cur, gaps = [], [0], []
-    for i in range(1, len(positions)):
-        d = positions[i] - positions[i - 1]
-        if d > max_gap * nominal:
-            runs.append(cur)
-            cur = []
-            gaps.append(float(d))
-        cur.append(i)
-    runs.append(cur)
-    return runs, gaps
 
 
 __all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group"]

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from .geometry import (apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
+from .geometry import (DEFAULT_TOLERANCES, apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
                        reorientation, same_grid, subgrid_affine, world_to_index)
 
 _AXES = {"x": 0, "y": 1, "z": 2}
@@ -244,7 +244,7 @@ class Volume:
         key = tuple(slice(None, None, -1) if flips[2 - k] else slice(None) for k in range(3))
         return self._derived(np.ascontiguousarray(array[key]), affine, f"to_orientation {code}")
 
-    def geometry_equal(self, other, atol: float = 1e-4) -> bool:
+    def geometry_equal(self, other, atol: float = DEFAULT_TOLERANCES.same_grid_mm) -> bool:
         """Same shape and affine (within ``atol``) as another Volume or a SimpleITK image."""
         if not isinstance(other, Volume):
             other = Volume.from_sitk(other) if hasattr(other, "GetOrigin") else other

@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, RefusedError
-from ..geometry import SliceGeometry
+from ..geometry import DEFAULT_TOLERANCES, SliceGeometry
+from ..geometry import match_planes as match_plane_indices
 from ..provenance import read_provenance
 from ..volume import Volume
 from .common import new_uid
@@ -20,7 +21,7 @@ from .common import new_uid
 
 #: Affines of a volume and its sidecar agree within this many mm (NIfTI stores the sform in
 #: float32).  The shear tolerance is geometry.ORTHO_TOL.
-SAME_GRID_MM = 1e-4
+SAME_GRID_MM = DEFAULT_TOLERANCES.same_grid_mm
 
 PATIENT_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
                     "PatientSex")
@@ -202,22 +203,14 @@ def reference_from_dicom(path: str) -> Reference:
 
 def match_planes(ref: Reference, geom: SliceGeometry, shape_yx: tuple):
     """Per written slice, the one reference image on exactly that plane (same Rows/Columns,
-    IOP within 1e-4, PixelSpacing within 1e-4 mm, IPP within 1e-3 mm), or None."""
+    IOP and PixelSpacing within Tolerances.same_grid_mm, IPP within .plane_match_mm:
+    geometry.match_planes), or None."""
     if not ref.planes:
         return None
-    iop = np.array([p[0] for p in ref.planes])
-    ipp = np.array([p[1] for p in ref.planes])
-    ps = np.array([p[2] for p in ref.planes])
-    size = np.array([(p[3], p[4]) for p in ref.planes])
-    same = (np.all(size == shape_yx, axis=1) & np.all(np.abs(iop - geom.iop) <= 1e-4, axis=1)
-            & np.all(np.abs(ps - np.asarray(geom.pixel_spacing)) <= 1e-4, axis=1))
-    out = []
-    for target in geom.ipps:
-        hits = np.flatnonzero(same & np.all(np.abs(ipp - target) <= 1e-3, axis=1))
-        if len(hits) != 1:
-            return None
-        out.append(ref.planes[hits[0]][5])
-    return out
+    hits = match_plane_indices([p[0] for p in ref.planes], [p[1] for p in ref.planes],
+                               [p[2] for p in ref.planes], [(p[3], p[4]) for p in ref.planes],
+                               geom.iop, geom.pixel_spacing, shape_yx, geom.ipps)
+    return None if hits is None else [ref.planes[i][5] for i in hits]
 
 
 def same_grid(ref: Reference, shape_zyx: tuple, affine: np.ndarray) -> bool:
