@@ -15,18 +15,28 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from . import __version__
 from .errors import DicomReconError, ExitCode
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    pretty_exceptions_enable=False,  # --debug: Python's own plain traceback
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
          "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 partial (some groups "
          "refused, or a damaged slice), 5 every group refused, 6 bad output folder, 7 bad input "
          "path, 8 ambiguous input; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
          "files removed).",
 )
+
+
+class PlainUsageCommand(typer.core.TyperCommand):
+    """A command whose usage line reads "scan [OPTIONS] INPUT", not typer's "{INPUT}"."""
+
+    def collect_usage_pieces(self, ctx) -> list:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
+                for p in super().collect_usage_pieces(ctx)]
 
 
 class Format(str, Enum):
@@ -71,9 +81,9 @@ def _policy_options():
         merge_4d=typer.Option(False, "--4d", help="Write repeats of one grid (time points, "
                               "echoes, b-values...) as one 4D NIfTI; the 4th axis is recorded in "
                               "the sidecar."),
-        no_geometry=typer.Option(False, "--no-geometry", help="Also write images without "
+        no_geometry=typer.Option(False, "--no-geometry", help="Also take images without "
                                  "ImagePositionPatient/ImageOrientationPatient (CR, DX, secondary "
-                                 "captures...) with a placeholder affine, flagged in the sidecar."),
+                                 "captures...), on a placeholder affine flagged in the sidecar."),
         max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
                                 "a larger one is refused before decoding (exit 2 when --spacing "
                                 "asked for it)."),
@@ -102,7 +112,24 @@ def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=Fals
                       no_geometry=no_geometry, max_voxels=max_voxels,
                       tolerances=replace(DEFAULT_TOLERANCES, spacing_rel=spacing_tolerance))
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise _option_error(str(exc)) from None
+
+
+#: Policy field -> the option that sets it, so a usage error names what the user typed.
+OPTION_OF_FIELD = {"max_gap": "--max-gap", "max_voxels": "--max-voxels", "tilt": "--tilt",
+                   "irregular": "--irregular", "interpolation": "--interpolation",
+                   "spacing": "--spacing", "merge_4d": "--4d", "no_geometry": "--no-geometry"}
+
+
+def _option_error(message: str) -> typer.BadParameter:
+    """A Policy ValueError as a usage error naming the option, not the Python field."""
+    import re
+    first = message.split(" ", 1)[0]
+    option = OPTION_OF_FIELD.get(first)
+    if option is None:
+        return typer.BadParameter(message)
+    rest = re.sub(r"^\S+( policy)?\s*", "", message)
+    return typer.BadParameter(f"{option} {rest}", param_hint=option)
 
 
 def _spacing(value: str):
@@ -209,9 +236,10 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------------------------
-@app.command("scan")
+@app.command("scan", cls=PlainUsageCommand)
 def scan_cmd(
-    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    input: Path = typer.Argument(..., metavar="INPUT",
+                                 help="A DICOM folder (searched recursively) or file."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of a table."),
     series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
@@ -219,9 +247,9 @@ def scan_cmd(
     tilt: TiltPolicy = _P["tilt"], irregular: IrregularPolicy = _P["irregular"],
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], no_geometry: bool = _P["no_geometry"],
-    qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
-                                          "DIR/index.html with the slice-position plot of every "
-                                          "stack (headers only, no pixels decoded)."),
+    qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also make a "
+                                          "page DIR/index.html with the slice-position plot of "
+                                          "every stack (headers only, no pixels decoded)."),
     max_voxels: int = _P["max_voxels"], spacing_tolerance: float = _P["spacing_tolerance"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
@@ -254,9 +282,10 @@ def scan_cmd(
     _run(run)
 
 
-@app.command("convert")
+@app.command("convert", cls=PlainUsageCommand)
 def convert_cmd(
-    input: Path = typer.Argument(..., help="A DICOM folder (searched recursively) or file."),
+    input: Path = typer.Argument(..., metavar="INPUT",
+                                 help="A DICOM folder (searched recursively) or file."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if needed; "
                                 "never inside INPUT)."),
     fmt: Format = typer.Option(Format.nii_gz, "-f", "--format", help="Output format."),
@@ -304,10 +333,12 @@ def convert_cmd(
             if not quiet:
                 typer.echo(f"wrote {o.path} ({'x'.join(map(str, o.shape_xyz))}) + "
                            f"{os.path.basename(o.sidecar)}")
+            for note in o.notes:  # e.g. a sheared grid that ITK cannot open as it is
+                typer.secho(f"  note: {note}", fg=typer.colors.YELLOW, err=True)
         for r in result.refused:
             for reason in r.reasons:
-                typer.secho(f"refused group {r.group}: {reason['message']}",
-                            fg=typer.colors.YELLOW, err=True)
+                typer.secho(f"refused group {r.group}: {reason['message']} "
+                            f"[{reason.get('code', 'REFUSED')}]", fg=typer.colors.YELLOW, err=True)
         if result.exit_code == ExitCode.NO_DICOM:
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
@@ -333,9 +364,10 @@ def scan_exit_code(result, policy) -> ExitCode:
 
 
 # --- export command (begin)
-@app.command("export")
+@app.command("export", cls=PlainUsageCommand)
 def export_cmd(
-    input: Path = typer.Argument(..., help="A volume file (.nii, .nii.gz, .nrrd, .mha) or a DICOM "
+    input: Path = typer.Argument(..., metavar="INPUT",
+                                 help="A volume file (.nii, .nii.gz, .nrrd, .mha) or a DICOM "
                                  "folder holding one volume."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the DICOM series "
                                 "(written atomically; must not exist or be empty, unless "

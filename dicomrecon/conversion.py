@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from . import __version__
 from .decode import DecodeError, check_finite, decode
 from .discovery import Group, ScanResult, Series, scan, sort_key
-from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError
+from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError, shown
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
 from . import geometry as geo
@@ -112,8 +112,9 @@ def check_affine(affine: np.ndarray, vp: VolumePlan) -> None:
     f = vp.slices[0]
     raise DecodeError(
         f"{f.path}: the output grid is out of range (affine {np.array2string(affine[:3], precision=4)}"
-        f"), from (0020,0032) 'Image Position (Patient)' '{f.ipp}', (0028,0030) 'Pixel Spacing' "
-        f"'{f.pixel_spacing}' or (0018,0050) 'Slice Thickness' '{f.slice_thickness}'; every "
+        f"), from (0020,0032) 'Image Position (Patient)' {shown(f.ipp)}, (0028,0030) 'Pixel "
+        f"Spacing' {shown(f.pixel_spacing)} or (0018,0050) 'Slice Thickness' "
+        f"{shown(f.slice_thickness)}; every "
         f"value must be finite and below {AFFINE_LIMIT:g}", tag="(0020,0032)",
         code="GEOMETRY_OUT_OF_RANGE")
 
@@ -194,7 +195,11 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
 
 # --------------------------------------------------------------------------------------------
 def _clean(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    """A file-name part: letters (any script, NFC) and digits kept, `.` and `-` kept, anything
+    else (spaces, slashes, punctuation, control characters) becomes one `_`."""
+    import unicodedata
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
     return re.sub(r"_+", "_", text)[:80]
 
 
@@ -255,6 +260,7 @@ class Output:
     sidecar: str
     shape_xyz: tuple
     damaged: list = field(default_factory=list)  # [(path, reason)] lost from this volume
+    notes: list = field(default_factory=list)    # what a reader of the file must know (console)
 
 
 @dataclass
@@ -493,8 +499,9 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt)
     write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
+    notes = [f.message for f in vp.findings if f.code == "SHEARED_GRID"]
     return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
-                             list(vp.group.damaged)), vol.array)
+                             list(vp.group.damaged), notes), vol.array)
 
 
 #: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].

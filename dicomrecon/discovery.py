@@ -573,5 +573,6 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
     if len(g.slices) == 1:
         g.findings.append(Finding(
             "SINGLE_SLICE", WARNING,
-            f"a single slice: the slice-axis spacing is the (0018,0050) 'Slice Thickness' "
-            f"value '{f.slice_thickness}' (1 mm when absent)", "(0018,0050)", f.slice_thickness))
+            "a single slice: the slice-axis spacing is the (0018,0050) 'Slice Thickness' "
+            + (f"value '{f.slice_thickness}'" if f.slice_thickness is not None else
+               "(absent here, so 1 mm)"), "(0018,0050)", f.slice_thickness))

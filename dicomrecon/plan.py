@@ -157,8 +157,20 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
                 kind = "resample"
         else:
             kind = "stack" if regular else "resample"
-        plans.append(VolumePlan(group, sl, sub, kind, n if len(runs) > 1 else None, list(notes)))
+        extra = [sheared_note(geom.tilt_deg)] if kind == "sheared" else []
+        plans.append(VolumePlan(group, sl, sub, kind, n if len(runs) > 1 else None,
+                                list(notes) + extra))
     return _sized(GroupPlan(group, plans, []), policy)
+
+
+def sheared_note(tilt_deg: float) -> Finding:
+    """What a --tilt preserve (sheared) output means for the tools that read it."""
+    return Finding(
+        "SHEARED_GRID", WARNING,
+        f"the gantry tilt ({tilt_deg:.3g} deg) is kept as a sheared grid: SimpleITK/ITK cannot "
+        "open the NIfTI (ITK needs an orthonormal direction; this sform is not one) and opens "
+        "the NRRD with a non-orthonormal direction matrix; nibabel reads the NIfTI exactly. "
+        "For ITK, use --tilt resample", tag="(0018,1120)", value=round(float(tilt_deg), 4))
 
 
 def check_tolerances(group: Group, policy: Policy) -> None:

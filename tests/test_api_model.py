@@ -112,3 +112,101 @@ def test_read_volumes_labels_every_volume(corpus):
     for v in vols:
         assert dicomrecon.read_volume(corpus / "table_ph_dual_echo", group=v.label.split("p")[0]
                                       ).provenance.source.group == v.provenance.source.group
+
+
+# --------------------------------------------------------------------------------------------
+# CLI polish
+# --------------------------------------------------------------------------------------------
+def test_usage_lines_show_input_and_scan_help_does_not_say_write():
+    for cmd in ("scan", "convert", "export"):
+        r = runner.invoke(app, [cmd, "--help"])
+        assert r.exit_code == 0
+        usage = r.output.splitlines()[0]
+        assert usage.endswith("INPUT") and "{" not in usage, usage
+    r = runner.invoke(app, ["scan", "--help"])
+    assert "writ" not in r.output.lower()
+
+
+def test_usage_errors_name_the_option_not_the_field(wobbly, tmp_path):
+    r = runner.invoke(app, ["convert", str(wobbly), "-o", str(tmp_path / "o"), "--max-gap", "0.5"])
+    assert r.exit_code == 2
+    assert "--max-gap" in r.output and "max_gap" not in r.output
+    r = runner.invoke(app, ["scan", str(wobbly), "--max-voxels", "0"])
+    assert r.exit_code == 2 and "--max-voxels" in r.output and "max_voxels" not in r.output
+
+
+def test_split_by_shows_full_distinct_values(tmp_path):
+    long_a, long_b = "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D\\FILTERED", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D\\UNFILT"
+    for i, it in enumerate((long_a, long_b)):  # one series, two image types at every position
+        write_series(SeriesSpec(series_uid="1.2.826.0.1.3680043.2.1125.77", instance_offset=10 * i,
+                                extra_tags={"ImageType": it.split("\\")}), str(tmp_path / str(i)))
+    r = runner.invoke(app, ["scan", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.output.splitlines() if ln.startswith("3.")]
+    assert len(rows) == 2
+    assert "FILTERED" in rows[0] + rows[1] and "UNFILT" in rows[0] + rows[1]
+
+
+def test_messages_show_no_python_none_and_lead_with_the_code(corpus):
+    r = runner.invoke(app, ["scan", str(corpus / "d2n_ct_siemens_same_position")])
+    assert "None" not in r.output
+    assert "warning SINGLE_SLICE: " in r.output
+    r = runner.invoke(app, ["scan", str(corpus / "pyd_cr_monochrome1_j2kr")])
+    finding_lines = [ln for ln in r.output.splitlines() if ln.startswith("  1.1 ")]
+    assert finding_lines and all(ln.startswith("  1.1 error NO_GEOMETRY: ") for ln in finding_lines)
+
+
+def test_refused_groups_name_their_code_and_no_line_starts_with_a_file_name(corpus, tmp_path):
+    r = runner.invoke(app, ["convert", str(corpus / "pyd_cr_monochrome1_j2kr"), "-o",
+                            str(tmp_path / "o")])
+    assert r.exit_code == 5
+    line = [ln for ln in r.output.splitlines() if "RG3_J2KR.dcm" in ln]
+    assert line and all(ln.startswith(("refused group 1.1: ", "skipped ")) for ln in line)
+    assert any(ln.endswith("[NO_GEOMETRY]") for ln in line)
+
+
+def test_non_ascii_letters_are_kept_in_output_names(tmp_path):
+    write_series(SeriesSpec(series_description="Schädel 頭部 / T1",
+                            extra_tags={"SpecificCharacterSet": "ISO_IR 192"}), str(tmp_path / "in"))
+    r = runner.invoke(app, ["convert", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-f", "nii"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "3_Schädel_頭部_T1.nii").is_file()
+
+
+def test_debug_prints_a_plain_traceback(tmp_path):
+    import subprocess
+    import sys
+    missing = tmp_path / "nothing-here"
+    missing.mkdir()
+    p = subprocess.run([sys.executable, "-m", "dicomrecon.cli", "--debug", "scan", str(missing)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "Traceback (most recent call last):" in p.stderr and "NoDicomError" in p.stderr
+    assert "╭" not in p.stderr and "│" not in p.stderr  # no rich box drawing
+    p = subprocess.run([sys.executable, "-m", "dicomrecon.cli", "scan", str(missing)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3 and "Traceback" not in p.stderr
+
+
+def test_tilt_preserve_says_what_itk_can_open(corpus, tmp_path):
+    import SimpleITK as sitk
+    folder = corpus / "ct_philips_s21610_s3010_tilt16p5"
+    for fmt in ("nii", "nrrd"):
+        r = runner.invoke(app, ["convert", str(folder), "-o", str(tmp_path / fmt), "-f", fmt,
+                                "--tilt", "preserve"])
+        assert r.exit_code == 0, r.output
+        assert "note: " in r.output and "SimpleITK/ITK cannot open the NIfTI" in r.output
+        side = next((tmp_path / fmt).glob("*.json"))
+        codes = {f["code"]: f["message"] for f in json.loads(side.read_text())["findings"]}
+        assert "non-orthonormal direction" in codes["SHEARED_GRID"]
+    # the claims hold: ITK refuses the NIfTI and opens the NRRD non-orthonormal
+    with pytest.raises(RuntimeError, match="orthonormal"):
+        sitk.ReadImage(str(next((tmp_path / "nii").glob("*.nii"))))
+    d = np.array(sitk.ReadImage(str(next((tmp_path / "nrrd").glob("*.nrrd")))).GetDirection())
+    assert not np.allclose(d.reshape(3, 3).T @ d.reshape(3, 3), np.eye(3), atol=1e-3)
+
+
+def test_scan_json_has_a_schema_version(wobbly):
+    from dicomrecon.report import SCAN_SCHEMA_VERSION
+    r = runner.invoke(app, ["scan", str(wobbly), "--json"])
+    assert json.loads(r.stdout)["schema_version"] == SCAN_SCHEMA_VERSION
