@@ -19,6 +19,7 @@ import typer.core
 
 from . import __version__
 from .errors import DicomReconError, ExitCode
+from .sources.cli import pacs_options
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -26,7 +27,7 @@ app = typer.Typer(
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
          "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 partial (some groups "
          "refused, or a damaged slice), 5 every group refused, 6 bad output folder, 7 bad input "
-         "path, 8 ambiguous input; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
+         "path, 8 ambiguous input, 9 PACS/network error; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
          "files removed).",
 )
 
@@ -94,6 +95,7 @@ def _policy_options():
 
 
 _P = _policy_options()
+_S = pacs_options()
 
 
 def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
@@ -238,8 +240,9 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 @app.command("scan", cls=PlainUsageCommand)
 def scan_cmd(
-    input: Path = typer.Argument(..., metavar="INPUT",
-                                 help="A DICOM folder (searched recursively) or file."),
+    input: str = typer.Argument(..., metavar="INPUT", help="A DICOM folder (searched recursively) or file, or "
+                                "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
+                                "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of a table."),
     series: Optional[str] = typer.Option(None, "--series", help="Only this SeriesInstanceUID."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
@@ -251,6 +254,9 @@ def scan_cmd(
                                           "page DIR/index.html with the slice-position plot of "
                                           "every stack (headers only, no pixels decoded)."),
     max_voxels: int = _P["max_voxels"], spacing_tolerance: float = _P["spacing_tolerance"],
+    calling_aet: str = _S["calling_aet"], move_port: Optional[int] = _S["move_port"],
+    cache: Optional[Path] = _S["cache"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """List the series and volume groups under INPUT, their geometry, findings, and what
     convert would do with them under the given policy (exit code as convert's would be,
@@ -262,8 +268,11 @@ def scan_cmd(
     def run():
         from .discovery import scan
         from .report import scan_json, scan_table
-        with _Progress(_progress_enabled(progress)) as bar:
-            result = scan(str(input), series_uid=series, tol=policy.tolerances,
+        from .sources.cli import fetch_options, local_input
+        fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
+        with _Progress(_progress_enabled(progress)) as bar, \
+                local_input(input, fetch, bar) as (folder, _source):
+            result = scan(folder, series_uid=series, tol=policy.tolerances,
                           progress=lambda d, t: bar("scan", "", d, t))
         if as_json:
             typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
@@ -284,8 +293,9 @@ def scan_cmd(
 
 @app.command("convert", cls=PlainUsageCommand)
 def convert_cmd(
-    input: Path = typer.Argument(..., metavar="INPUT",
-                                 help="A DICOM folder (searched recursively) or file."),
+    input: str = typer.Argument(..., metavar="INPUT", help="A DICOM folder (searched recursively) or file, or "
+                                "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
+                                "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if needed; "
                                 "never inside INPUT)."),
     fmt: Format = typer.Option(Format.nii_gz, "-f", "--format", help="Output format."),
@@ -306,6 +316,9 @@ def convert_cmd(
     bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
                               "degrees) at the top level, dicomrecon's record under "
                               "\"dicomrecon\" (see README \"Diffusion and BIDS\")."),
+    calling_aet: str = _S["calling_aet"], move_port: Optional[int] = _S["move_port"],
+    cache: Optional[Path] = _S["cache"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
@@ -317,14 +330,17 @@ def convert_cmd(
     def run():
         from .conversion import convert
         from .errors import NoDicomError
+        from .sources.cli import fetch_options, local_input
+        fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
         keep = None
         if qc:
             from .qc.cli import collector
             keep = collector()
-        with _Progress(_progress_enabled(progress)) as bar:
-            result = convert(str(input), str(output), fmt=fmt.value, series_uid=series,
+        with _Progress(_progress_enabled(progress)) as bar, \
+                local_input(input, fetch, bar) as (folder, source):
+            result = convert(folder, str(output), fmt=fmt.value, series_uid=series,
                              name=name, policy=policy, progress=bar, on_output=keep,
-                             bids=bids)
+                             bids=bids, source=source)
         lost = {p for p, _ in result.damaged_files}
         for path, why in result.skipped:
             if not quiet or path in lost:  # a damaged slice of a written volume: always shown
@@ -390,11 +406,20 @@ def export_cmd(
     modality: Optional[str] = typer.Option(None, "--modality", help="Override the Modality "
                                            "(e.g. OT for a label image made from a CT)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+    to: Optional[str] = typer.Option(None, "--to", help="Then send the series to a PACS: "
+                                     "http[s]://HOST[:PORT]/ROOT (STOW-RS) or "
+                                     "dimse://AET@HOST:PORT (C-STORE); exit 9 unless every "
+                                     "instance is accepted."),
+    calling_aet: str = _S["calling_aet"], ca_bundle: Optional[Path] = _S["ca_bundle"],
+    timeout: float = _S["timeout"],
 ):
     """Write a volume as a derived DICOM series (CT Image, MR Image or Secondary Capture)."""
 
     def run():
         from .export import export_series
+        if to:
+            from .sources.urls import parse_url
+            parse_url(to, role="destination")  # a bad URL fails before anything is written
         result = export_series(str(input), str(output), like=str(like) if like else None,
                                series_number=series_number, series_description=series_description,
                                patient_name=patient_name, patient_id=patient_id,
@@ -411,12 +436,20 @@ def export_cmd(
         typer.echo(f"source references: {result.source_references} of {len(result.files)} "
                    "instance(s)" if result.reference else "standalone: new study and frame of "
                    "reference")
+        if to:
+            from .errors import PacsError
+            from .sources.cli import send_export
+            if not send_export(to, result.files, calling_aet=calling_aet, ca_bundle=ca_bundle,
+                               timeout=timeout):
+                raise PacsError(f"{to}: not every instance was accepted (listed above)")
     _run(run)
 # --- export command (end)
 
 
 from .qc.cli import register as _register_qc  # noqa: E402  (the qc command)
 _register_qc(app, _run)
+from .sources.cli import register as _register_pacs  # noqa: E402  (dicomrecon query)
+_register_pacs(app, _run)
 
 
 def main():  # console-script entry point

@@ -18,7 +18,7 @@ from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
 from . import geometry as geo
 from .geometry import ERROR, WARNING, Finding
-from .provenance import DiffusionTable, Provenance, load
+from .provenance import DiffusionTable, Provenance, frozen, load
 from .recording import provenance_4d, provenance_of
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
@@ -326,7 +326,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None,
             on_output: Optional[Callable] = None,
-            bids: bool = False) -> ConversionResult:
+            bids: bool = False, source: Optional[dict] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
@@ -337,6 +337,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     outputs, refusals and skipped files; it is written however the run ends.
     ``result.exit_code`` is the CLI's exit code.  With ``bids``, each sidecar has BIDS keys at
     the top level and dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
+    ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the local folder as
+    ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -350,7 +352,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     try:
         jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
         names = _Names()
-        ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output)
+        ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
+                       source)
         for job in jobs:
             for vps in job.sets:
                 stem = names.take(output_stem(job.series, vps[0].group, name,
@@ -364,7 +367,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         result.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        write_json(os.path.join(outdir, REPORT_NAME), report(result))
+        write_json(os.path.join(outdir, REPORT_NAME), _report_with_source(report(result), source))
     return result
 
 
@@ -445,6 +448,7 @@ class _Context:
     progress: Optional[Callable]
     bids: bool
     on_output: Optional[Callable]
+    source: Optional[dict] = None     # a remote source (URL, UIDs) recorded instead of root
 
     def finish(self, output: "Output", array) -> "Output":
         if self.on_output:
@@ -482,6 +486,7 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
     prov = replace(vol.provenance, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    volume=replace(vol.provenance.volume, file=os.path.basename(path),
                                   format=ctx.fmt))
+    prov = _with_source(prov, ctx.source)
     prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vol.affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = prov.to_json()
@@ -497,7 +502,8 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                  description=f"dicomrecon {__version__} {vp.label}",
                  progress=_stage(ctx.progress, "write", vp.label))
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
-    side = sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt)
+    side = _with_source(provenance_of(vol, ctx.root, os.path.basename(path), ctx.fmt),
+                        ctx.source).to_json()
     write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
     notes = [f.message for f in vp.findings if f.code == "SHEARED_GRID"]
     return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
@@ -540,6 +546,22 @@ def _with_bids(side: dict, plans: list, affine) -> dict:
     """BIDS keys at the top level, dicomrecon's sidecar under "dicomrecon"."""
     from .bids.sidecar import bids_keys
     return {**bids_keys(plans, affine), "dicomrecon": side}
+
+
+def _report_with_source(doc: dict, source: Optional[dict]) -> dict:
+    """The report records a remote source (URL and UIDs) instead of the local cache folder."""
+    if source:
+        doc["input"] = source.get("url")
+        doc["pacs"] = source
+    return doc
+
+
+def _with_source(prov: Provenance, source: Optional[dict]) -> Provenance:
+    """A provenance whose source is a remote one (URL and UIDs), not the local cache folder."""
+    if not source:
+        return prov
+    return replace(prov, source=replace(prov.source, input=source.get("url"),
+                                        pacs=frozen(source)))
 
 
 def _stage(progress, stage: str, label: str):

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     BAD_OUTPUT = 6         # the output folder cannot be created or written
     BAD_INPUT = 7          # the input path does not exist or cannot be read
     AMBIGUOUS = 8          # API/CLI asked for one volume but the input holds several
+    PACS = 9               # PACS/network: unreachable, timeout, refused, not found, rejected
 
 
 class DicomReconError(Exception):
@@ -76,3 +77,10 @@ class GridError(DicomReconError):
     time, before any pixel is decoded); the message names the option."""
 
     exit_code = ExitCode.USAGE
+
+
+class PacsError(DicomReconError):
+    """A PACS or network failure: unreachable, timeout, 401/403, unknown UID, association
+    rejected, failed sub-operations, a transfer cut short, instances rejected on sending."""
+
+    exit_code = ExitCode.PACS

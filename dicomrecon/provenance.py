@@ -78,6 +78,7 @@ class SourceRecord:
     group: Union[str, Tuple[str, ...], None] = None     # a tuple for a 4D volume
     split_keys: Union[Mapping[str, Any], Tuple[Mapping[str, Any], ...], None] = None
     part: Optional[int] = None
+    pacs: Optional[Mapping[str, Any]] = omit_none()    # a remote source: URL, UIDs (no secrets)
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,15 @@ def test_undecodable_transfer_syntax_refuses_its_group_only(tmp_path, ts):
 
 
 def _corrupt_rle(path):
+    """Damage the RLE frame so that no decoder can rebuild it: its segments' bytes become
+    PackBits no-ops (0x80), which decode to nothing, so every segment comes out short."""
     ds = pydicom.dcmread(path)
     data = bytearray(ds.PixelData)
     bot_len = struct.unpack_from("<L", data, 4)[0]
-    fragment = 8 + bot_len + 8          # after the offset table item and the next item header
-    struct.pack_into("<L", data, fragment, 15)  # the RLE header's number of segments
+    item = 8 + bot_len                   # the frame's item header
+    length = struct.unpack_from("<L", data, item + 4)[0]
+    start = item + 8 + 64                # after the 64-byte RLE header
+    data[start:item + 8 + length] = b"\x80" * (item + 8 + length - start)
     ds.PixelData = bytes(data)
     ds.save_as(path)
 
