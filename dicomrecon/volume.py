@@ -67,6 +67,11 @@ class Volume:
         return tuple(int(n) for n in spatial[::-1])
 
     @property
+    def findings(self) -> tuple:
+        """Every finding about the volume's source and reconstruction (from its provenance)."""
+        return self.provenance.findings if self.provenance is not None else ()
+
+    @property
     def is_4d(self) -> bool:
         """(nt, nz, ny, nx): several 3D volumes on one grid (not RGB)."""
         return self.array.ndim == 4 and not self.is_rgb

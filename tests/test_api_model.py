@@ -210,3 +210,12 @@ def test_scan_json_has_a_schema_version(wobbly):
     from dicomrecon.report import SCAN_SCHEMA_VERSION
     r = runner.invoke(app, ["scan", str(wobbly), "--json"])
     assert json.loads(r.stdout)["schema_version"] == SCAN_SCHEMA_VERSION
+
+
+def test_the_model_is_public(wobbly):
+    assert {"Provenance", "Tolerances", "provenance"} <= set(dir(dicomrecon))
+    vol = dicomrecon.read_volume(wobbly)
+    assert isinstance(vol.provenance, dicomrecon.Provenance)
+    assert vol.findings == vol.provenance.findings and vol.findings  # irregular spacing noted
+    assert "SPACING_IRREGULAR" in {f.code for f in vol.findings} or any(
+        "irregular" in f.message for f in vol.findings)

@@ -4,7 +4,6 @@ source instances it supplies."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -76,13 +75,10 @@ def _read_dicom(path: str):
 def is_sidecar(path: str) -> bool:
     """True when ``path`` is a JSON sidecar written by dicomrecon convert (plain or --bids)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError):
+        read_provenance(path)
+    except InputError:
         return False
-    if isinstance(d, dict) and "volume" not in d and isinstance(d.get("dicomrecon"), dict):
-        d = d["dicomrecon"]
-    return isinstance(d, dict) and "dicomrecon_version" in d and "source" in d and "volume" in d
+    return True
 
 
 def reference_from_sidecar(path: str) -> Reference:
