@@ -8,13 +8,14 @@ Python API (ITK users)::
     vol = dicomrecon.read_volume("study/series1/")  # numpy (nz, ny, nx) + (4, 4) LPS affine
     vol.provenance.to_json()                      # typed, frozen provenance = the sidecar
     vol.to_itk()                                  # itk.Image (pip install 'dicomrecon[itk]')
+    rows = dicomrecon.batch(["archive/"], "out/", workers=2)  # a whole archive, resumable
 
 Submodules are imported lazily so that the command line starts fast.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["scan", "read", "read_volume", "read_volumes", "convert", "Policy", "Volume",
+__all__ = ["scan", "read", "read_volume", "read_volumes", "convert", "batch", "Policy", "Volume",
            "Provenance", "Tolerances", "DicomReconError", "__version__"]
 
 #: Submodules reachable as attributes (``dicomrecon.errors``) without an explicit import.
@@ -36,6 +37,9 @@ def __getattr__(name):
     if name == "convert":
         from .conversion import convert
         return convert
+    if name == "batch":  # the subpackage, callable: dicomrecon.batch(inputs, outdir, ...)
+        import importlib
+        return importlib.import_module(".batch", __name__)
     if name == "Policy":
         from .plan import Policy
         return Policy

@@ -450,6 +450,10 @@ from .qc.cli import register as _register_qc  # noqa: E402  (the qc command)
 _register_qc(app, _run)
 from .sources.cli import register as _register_pacs  # noqa: E402  (dicomrecon query)
 _register_pacs(app, _run)
+# --- batch command (dicomrecon/batch/cli.py)
+from .batch.cli import register as _register_batch  # noqa: E402
+
+_register_batch(app, sys.modules[__name__])
 
 
 def main():  # console-script entry point

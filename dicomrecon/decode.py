@@ -249,7 +249,10 @@ def _decode_compressed(h: SliceHeader) -> np.ndarray:
             arr = _LAST_DECODED[h.path][h.frame]
         else:
             arr = pydicom.dcmread(h.path).pixel_array
-    except Exception as exc:  # decoders raise many types; name the file and syntax
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # decoders raise many types (a Rust codec's panic is a
+        # BaseException): name the file and syntax
         from pydicom.uid import UID
         raise DecodeError(f"{h.path}: cannot decode (7FE0,0010) 'Pixel Data' with transfer syntax "
                           f"'{UID(h.transfer_syntax).name}' ({type(exc).__name__}: {exc})")

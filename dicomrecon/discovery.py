@@ -140,6 +140,21 @@ def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
                progress: ProgressFn = None,
                tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> ScanResult:
     """:func:`scan` of the given files; ``root`` is the folder their names are relative to."""
+    headers, skipped, damaged = read_files(files, progress)
+    if series_uid is not None:
+        headers = [h for h in headers if h.series_instance_uid == series_uid]
+        damaged = [d for d in damaged if d.series_uid in (None, series_uid)]
+    series = group_headers(headers, skipped, tol, damaged)
+    return ScanResult(root, series, skipped, len(files))
+
+
+def read_files(files: list, progress: ProgressFn = None) -> tuple:
+    """``(headers, skipped, damaged)`` of ``files`` (in order): their headers, ``[(path,
+    reason)]`` for the files skipped, and a :class:`Damage` for each image lost to damage.
+
+    :func:`scan` reads one folder with it; ``dicomrecon batch`` reads chunks of a whole archive
+    with it in parallel, then groups them all with :func:`group_headers`.
+    """
     headers, skipped, damaged = [], [], []
     for i, path in enumerate(files):
         try:
@@ -150,11 +165,7 @@ def scan_files(files: list, *, root: str, series_uid: Optional[str] = None,
                 damaged.append(Damage(path, skipped[-1][1], **exc.damaged))
         if progress:
             progress(i + 1, len(files))
-    if series_uid is not None:
-        headers = [h for h in headers if h.series_instance_uid == series_uid]
-        damaged = [d for d in damaged if d.series_uid in (None, series_uid)]
-    series = group_headers(headers, skipped, tol, damaged)
-    return ScanResult(root, series, skipped, len(files))
+    return headers, skipped, damaged
 
 
 @dataclass

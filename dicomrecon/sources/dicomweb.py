@@ -194,7 +194,8 @@ def retrieve_series(web, url: PacsURL, series_uid: str, expected: set, folder: s
         def stream():
             for ds in web.iter_series(url.study_uid, series_uid, media_types=ANY_SYNTAX):
                 sop = str(ds.SOPInstanceUID)
-                if sop in expected and not os.path.exists(os.path.join(folder, sop + ".dcm")):
+                if sop in expected and not os.path.exists(os.path.join(folder, sop + ".dcm")) \
+                        and _complete(ds):
                     _write(ds, folder, sop)
                     on_instance(sop)
         _call(what, url, stream, creds_text=creds)
@@ -203,6 +204,19 @@ def retrieve_series(web, url: PacsURL, series_uid: str, expected: set, folder: s
             raise Transient(f"{url.base}: the transfer of series {series_uid} ended with "
                             f"{len(left)} of {len(expected)} instance(s) missing")
     with_retries(attempt)
+
+
+def _complete(ds) -> bool:
+    """False for an instance whose native pixel data is shorter than its header says: the
+    multipart part was cut off (the server stopped mid-transfer).  It is not cached, so it
+    counts as missing and is fetched again, instead of being kept as a damaged file."""
+    if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
+        return True  # encapsulated data cut short does not parse at all
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    need = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
+            * bits + 7) // 8
+    return len(ds.PixelData) >= need
 
 
 def _write(ds, folder: str, sop: str) -> None:

@@ -1,0 +1,162 @@
+"""One task = one series, converted by ``convert``'s own code path into a private staging folder.
+
+A task never writes where the outputs finally go: it writes into
+``OUTDIR/.dicomrecon-staging/<series>.<pid>.<random>/`` and returns the files with their
+sha256; the batch driver alone moves them into place (see :mod:`.manifest`).  So a task that
+runs twice (a worker lost and its task retried) can never write a series twice, and a task
+killed half-way leaves only a staging folder that the next run removes.
+
+One series at a time per worker process: tasks take a process-wide lock, so a Dask worker
+started with several threads still holds one series in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..discovery import ScanResult, Series
+from ..plan import Policy
+
+_ONE_AT_A_TIME = threading.Lock()
+WRITTEN, REFUSED, FAILED = "written", "refused", "failed"
+
+
+@dataclass
+class SeriesTask:
+    uid: str
+    series: Series
+    root: str                     # folder the sidecar's source file names are relative to
+    staging_root: str             # OUTDIR/.dicomrecon-staging
+    folder: str                   # final folder, relative to OUTDIR
+    name: str                     # convert --name template for this series
+    fmt: str
+    policy: Policy
+    timeout: Optional[float] = None
+    input_bytes: int = 0
+
+
+@dataclass
+class StagedFile:
+    rel: str                      # final path relative to OUTDIR
+    staged: str                   # where the task wrote it
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class TaskResult:
+    uid: str
+    status: str                   # written, refused or failed
+    files: list = field(default_factory=list)      # StagedFile
+    volumes: int = 0
+    reasons: list = field(default_factory=list)    # one line each
+    findings: list = field(default_factory=list)   # finding codes
+    seconds: float = 0.0
+    worker: str = ""
+    staging: str = ""
+    worker_peak_rss: int = 0      # bytes: the worker process's high-water mark so far
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while chunk := fp.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def failed(task: SeriesTask, reason: str, **kw) -> TaskResult:
+    return TaskResult(task.uid, FAILED, reasons=[reason], worker=kw.pop("worker", ""), **kw)
+
+
+def run_series(task: SeriesTask) -> TaskResult:
+    """Convert one series into a fresh staging folder; never raises (a failure is a result)."""
+    from ..conversion import convert
+    with _ONE_AT_A_TIME:
+        t0 = time.perf_counter()
+        staging = os.path.join(task.staging_root, "{}.{}.{}".format(
+            hashlib.sha1(task.uid.encode()).hexdigest()[:12], os.getpid(), secrets.token_hex(3)))
+        try:
+            os.makedirs(staging)
+            n_files = len({h.path for g in task.series.groups for h in g.slices})
+            res = convert(task.root, staging, fmt=task.fmt, name=task.name, policy=task.policy,
+                          scan_result=ScanResult(task.root, [task.series], [], n_files))
+            result = _collect(task, res, staging)
+        except Exception as exc:  # one bad series never stops the batch: record why
+            shutil.rmtree(staging, ignore_errors=True)
+            result = failed(task, f"{type(exc).__name__}: {exc}")
+        result.seconds = time.perf_counter() - t0
+        result.worker = worker_name()
+        result.worker_peak_rss = peak_rss()
+        return result
+
+
+def _collect(task: SeriesTask, res, staging: str) -> TaskResult:
+    from ..conversion import REPORT_NAME
+    os.unlink(os.path.join(staging, REPORT_NAME))  # the manifest and summary replace it
+    files, codes = [], set()
+    for o in res.outputs:
+        for path in (o.path, o.sidecar):
+            rel = f"{task.folder}/{os.path.basename(path)}" if task.folder else \
+                os.path.basename(path)
+            files.append(StagedFile(rel, path, sha256_file(path), os.path.getsize(path)))
+        with open(o.sidecar, encoding="utf-8") as fp:
+            codes.update(f["code"] for f in json.load(fp).get("findings", []))
+    reasons = []
+    for r in res.refused:
+        for f in r.reasons:
+            codes.add(f["code"])
+            reasons.append(f"group {r.group}: {f['message']}")
+    return TaskResult(task.uid, REFUSED if res.refused else WRITTEN, files=files,
+                      volumes=len(res.outputs), reasons=reasons, findings=sorted(codes),
+                      staging=staging)
+
+
+def run_series_bounded(task: SeriesTask) -> TaskResult:
+    """:func:`run_series`, in a child process killed after ``task.timeout`` seconds.
+
+    Used where the engine cannot kill the worker itself (a Dask worker runs tasks in threads):
+    the child is the only thing that holds the series, so killing it frees everything.
+    """
+    if task.timeout is None:
+        return run_series(task)
+    with _ONE_AT_A_TIME:
+        proc = subprocess.Popen([sys.executable, "-m", "dicomrecon.batch.task"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            out, _ = proc.communicate(pickle.dumps(task), timeout=task.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return failed(task, f"timed out after {task.timeout:g} s (--task-timeout)",
+                          worker=worker_name(), seconds=task.timeout)
+    if proc.returncode != 0 or not out:
+        return failed(task, f"the conversion process died (exit status {proc.returncode})",
+                      worker=worker_name())
+    return pickle.loads(out)
+
+
+if __name__ == "__main__":  # the child of run_series_bounded
+    sys.stdout.buffer.write(pickle.dumps(run_series(pickle.load(sys.stdin.buffer))))

@@ -1,0 +1,258 @@
+"""dicomrecon batch: the same volumes as per-folder convert, on a local pool and on a real Dask
+cluster; workers killed, runs killed and resumed, changed inputs, bad series among good ones."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pydicom
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGLosslessSV1
+import pytest
+from typer.testing import CliRunner
+
+import dicomrecon
+from dicomrecon.cli import app
+from dicomrecon.conversion import DEFAULT_NAME, convert
+
+from batchtree import (CORPUS_LAYOUT, batch_argv, build_corpus_tree, build_synthetic_tree,
+                       check_manifest_matches_files, kill_a_converting_worker, manifest,
+                       stable_state, volumes)
+from daskcluster import dask_cluster  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.corpus
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus_tree(corpus, tmp_path_factory):
+    return build_corpus_tree(corpus, tmp_path_factory.mktemp("tree"))
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """Volumes of ``convert`` run on each corpus folder on its own."""
+    out = tmp_path_factory.mktemp("convert")
+    for src in CORPUS_LAYOUT:
+        convert(str(corpus / src), str(out / src), fmt="nii")
+    return volumes(out)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return build_synthetic_tree(tmp_path_factory.mktemp("synthetic"))
+
+
+def assert_same_volumes(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for key, (array, affine, path) in want.items():
+        assert got[key][0].dtype == array.dtype, key
+        assert np.array_equal(got[key][0], array), key
+        assert np.array_equal(got[key][1], affine), key
+        assert got[key][2].name == path.name, key  # convert's name, in the batch layout
+
+
+def series_uid(folder) -> str:
+    return pydicom.dcmread(next(p for p in sorted(folder.rglob("*")) if p.is_file()),
+                           stop_before_pixels=True).SeriesInstanceUID
+
+
+def test_batch_gives_the_volumes_of_per_folder_convert(corpus, corpus_tree, reference, tmp_path):
+    out = tmp_path / "out"
+    rows = dicomrecon.batch([corpus_tree], out, workers=2, fmt="nii")
+    assert {r.status for r in rows} == {"written"}, [(r.description, r.reasons) for r in rows]
+    assert_same_volumes(volumes(out), reference)
+    check_manifest_matches_files(out)
+    # the series split over two folders is one volume; the two studies of one folder are apart
+    decub = [r for r in rows if r.description == "t1_fl2d_sag"]
+    assert len(decub) == 1 and decub[0].volumes == 1
+    mixed = {series_uid(corpus / "d2n_mr_rle"), series_uid(corpus / "d2n_mr_hitachi_oblique39")}
+    studies = {r.outputs.split("/")[1] for r in rows if r.series in mixed}
+    assert studies == {"20160309_dicom2nifti", "20171205_dicom2nifti"}
+    summary = (out / "dicomrecon-batch-summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + len(rows) and summary[0].startswith("patient,study,")
+    # again: nothing to do, nothing changes
+    before = stable_state(out)
+    again = dicomrecon.batch([corpus_tree], out, workers=2, fmt="nii")
+    assert {r.this_run for r in again} == {"up to date"}
+    assert stable_state(out) == before
+
+
+def test_batch_on_a_dask_cluster_gives_the_same_volumes(dask_cluster, corpus_tree, reference,
+                                                        tmp_path):
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(corpus_tree), "-o", str(out), "-f", "nii",
+                            "--scheduler", dask_cluster])
+    assert r.exit_code == 0, r.output
+    assert "Dask dashboard: http://127.0.0.1:" in r.output
+    assert "Dask scheduler" in r.output
+    assert_same_volumes(volumes(out), reference)
+    check_manifest_matches_files(out)
+
+
+def test_dask_worker_killed_mid_series_then_batch_completes(dask_cluster, synthetic, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(batch_argv(synthetic, "-o", out, "-f", "nii", "--scheduler",
+                                       dask_cluster), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    kill_a_converting_worker(out, proc)
+    text = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, text
+    rec = manifest(out)
+    assert len(rec) == 6 and {r["status"] for r in rec.values()} == {"written"}
+    check_manifest_matches_files(out)
+
+
+def test_local_worker_killed_mid_series_then_batch_completes(synthetic, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(batch_argv(synthetic, "-o", out, "-f", "nii", "--workers", "2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    pid = kill_a_converting_worker(out, proc)
+    text = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, text
+    rec = manifest(out)
+    assert len(rec) == 6 and {r["status"] for r in rec.values()} == {"written"}
+    assert all(not r["worker"].endswith(f":{pid}") for r in rec.values())
+    check_manifest_matches_files(out)
+    assert len(volumes(out)) == 6
+
+
+def test_run_killed_then_started_again_ends_as_an_uninterrupted_run(synthetic, tmp_path):
+    ref = tmp_path / "ref"
+    dicomrecon.batch([synthetic], ref, workers=2, fmt="nii")
+    out = tmp_path / "out"
+    for wait_records in (0, 2):  # killed while converting, then after some commits
+        proc = subprocess.Popen(batch_argv(synthetic, "-o", out, "-f", "nii", "--workers", "2"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and proc.poll() is None:
+            lines = (out / "dicomrecon-batch.jsonl").read_text().count('"status"') \
+                if (out / "dicomrecon-batch.jsonl").exists() else 0
+            if (out / ".dicomrecon-staging").exists() and lines >= wait_records:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers
+        proc.wait()
+    r = runner.invoke(app, ["batch", str(synthetic), "-o", str(out), "-f", "nii"])
+    assert r.exit_code == 0, r.output
+    check_manifest_matches_files(out)
+    assert stable_state(out) == stable_state(ref)
+
+
+def _rewrite(folder, **changes):
+    for p in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(p)
+        for k, v in changes.items():
+            setattr(ds, k, v(ds) if callable(v) else v)
+        ds.save_as(p)
+
+
+def test_changed_series_is_converted_again_and_renamed_outputs_leave_no_orphans(synthetic,
+                                                                                 tmp_path):
+    src = tmp_path / "in"
+    shutil.copytree(synthetic, src)
+    out = tmp_path / "out"
+    first = {r.series: r for r in dicomrecon.batch([src], out, workers=2, fmt="nii")}
+    sha_before = {u: r["outputs"][0]["sha256"] for u, r in manifest(out).items()}
+    s0, s1 = src / "p0" / "study0" / "s0", src / "p1" / "study1" / "s1"
+    uid0 = pydicom.dcmread(next(s0.iterdir())).SeriesInstanceUID
+    uid1 = pydicom.dcmread(next(s1.iterdir())).SeriesInstanceUID
+    _rewrite(s0, SeriesDescription="renamed")                 # a new name set
+    _rewrite(s1, RescaleIntercept=lambda ds: float(ds.RescaleIntercept) + 5)  # new values
+    second = {r.series: r for r in dicomrecon.batch([src], out, workers=2, fmt="nii")}
+    assert {u for u, r in second.items() if r.this_run == "converted"} == {uid0, uid1}
+    assert all(r.status == "written" for r in second.values())
+    assert "renamed" in second[uid0].outputs and not (out / first[uid0].outputs).exists()
+    assert second[uid1].outputs == first[uid1].outputs
+    sha_after = {u: r["outputs"][0]["sha256"] for u, r in manifest(out).items()}
+    assert {u for u in sha_after if sha_after[u] != sha_before[u]} == {uid1}  # new values
+    check_manifest_matches_files(out)
+    assert len(volumes(out)) == 6
+
+
+def test_bad_series_among_good_ones_and_timeouts(synthetic, tmp_path):
+    src = tmp_path / "in"
+    shutil.copytree(synthetic, src, ignore=shutil.ignore_patterns("s2", "s3", "s4", "s5"))
+    bad = src / "bad"
+    shutil.copytree(synthetic / "p0" / "study2" / "s2", bad)
+    uid_bad = pydicom.dcmread(next(bad.iterdir())).SeriesInstanceUID
+    victim = sorted(bad.iterdir())[3]  # a header that reads, pixels that cannot be decoded
+    ds = pydicom.dcmread(victim)
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.PixelData = encapsulate([b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(victim, enforce_file_format=True)
+    (src / "notes.txt").write_text("not DICOM")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-f", "nii", "--workers", "2"])
+    assert r.exit_code == 4, r.output
+    rec = manifest(out)
+    assert len(rec) == 3
+    assert rec[uid_bad]["status"] in ("failed", "refused") and rec[uid_bad]["reasons"]
+    assert victim.name in " ".join(rec[uid_bad]["reasons"])
+    assert [r["status"] for u, r in rec.items() if u != uid_bad] == ["written", "written"]
+    assert "notes.txt" in (out / "dicomrecon-batch-skipped.csv").read_text()
+    check_manifest_matches_files(out)
+    # every series over a 1 ms time limit (resampling one takes far longer): all failed
+    out2 = tmp_path / "out2"
+    r = runner.invoke(app, ["batch", str(synthetic / "p1"), "-o", str(out2), "-f", "nii",
+                            "--workers", "1", "--task-timeout", "0.001"])
+    assert r.exit_code == 4, r.output
+    rec = manifest(out2)
+    assert len(rec) == 3 and all(x["status"] == "failed" and "timed out" in x["reasons"][0]
+                                 for x in rec.values())
+    check_manifest_matches_files(out2)
+    r = runner.invoke(app, ["batch", str(synthetic / "p1"), "-o", str(out2), "-f", "nii"])
+    assert r.exit_code == 0, r.output  # failed series are tried again
+    assert {x["status"] for x in manifest(out2).values()} == {"written"}
+
+
+def test_layout_tokens_inputs_and_errors(corpus, tmp_path):
+    from dicomrecon.batch.layout import DEFAULT_LAYOUT, layout_tokens
+    assert DEFAULT_LAYOUT.split("/")[-1] == DEFAULT_NAME
+    assert {"%n", "%d", "%i", "%u", "%g", "%a", "%s", "%y"} <= set(layout_tokens())
+    for bad, why in [("/abs/%n", "relative"), ("%i/../%n", "relative"), ("%i/%q", "%q"),
+                     ("%g/%n", "%g")]:
+        r = runner.invoke(app, ["batch", str(corpus / "d2n_mr_rle"), "-o", str(tmp_path / "o"),
+                                "--layout", bad])
+        assert r.exit_code == 2 and why in r.output, r.output
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# inputs\n{corpus / 'd2n_mr_rle'}\n\n{corpus / 'd2n_mr_hitachi_oblique39'}\n")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["batch", "--from-list", str(lst), "-o", str(out),
+                            "--layout", "%m/%a/%u_%g"])
+    assert r.exit_code == 0, r.output
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*.nii.gz"))
+    uids = {pydicom.dcmread(next((corpus / d).iterdir())).SeriesInstanceUID
+            for d in ("d2n_mr_rle", "d2n_mr_hitachi_oblique39")}
+    assert [n.split("/")[:2] for n in names] == [["MR", "20160309"], ["MR", "20171205"]]
+    assert {n.split("/")[-1].rsplit("_", 1)[0] for n in names} == uids
+    r = runner.invoke(app, ["batch", str(corpus / "d2n_mr_rle"), "-o",
+                            str(corpus / "d2n_mr_rle" / "out")])
+    assert r.exit_code == 6 and "inside the input" in r.output
+    r = runner.invoke(app, ["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "o3")])
+    assert r.exit_code == 7 and "missing" in r.output
+    r = runner.invoke(app, ["batch", str(tmp_path / "list.txt"), "-o", str(tmp_path / "o4")])
+    assert r.exit_code == 3 and "no DICOM" in r.output
+
+
+def test_dicomdir_input_gives_the_volume_of_convert(corpus, tmp_path):
+    from pydicom.fileset import FileSet
+    src = corpus / "d2n_mr_hitachi_oblique39"
+    fs = FileSet()
+    for p in sorted(src.iterdir()):
+        fs.add(pydicom.dcmread(p))
+    fs.write(tmp_path / "media")  # DICOMDIR + PT000000/ST000000/SE000000/IM00000n
+    ref = tmp_path / "ref"
+    convert(str(src), str(ref), fmt="nii")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(tmp_path / "media" / "DICOMDIR"), "-o", str(out),
+                            "-f", "nii", "--workers", "1", "--progress"])
+    assert r.exit_code == 0, r.output
+    assert_same_volumes(volumes(out), volumes(ref))
+    assert "DICOMDIR" in (out / "dicomrecon-batch-skipped.csv").read_text()  # listed, not lost
