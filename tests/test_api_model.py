@@ -118,11 +118,12 @@ def test_read_volumes_labels_every_volume(corpus):
 # CLI polish
 # --------------------------------------------------------------------------------------------
 def test_usage_lines_show_input_and_scan_help_does_not_say_write():
-    for cmd in ("scan", "convert", "export"):
+    for cmd, arg in (("scan", "INPUT"), ("convert", "INPUT"), ("export", "INPUT"),
+                     ("qc", "OUTDIR"), ("batch", "[INPUT]..."), ("query", "URL")):
         r = runner.invoke(app, [cmd, "--help"])
         assert r.exit_code == 0
         usage = r.output.splitlines()[0]
-        assert usage.endswith("INPUT") and "{" not in usage, usage
+        assert usage.endswith(" " + arg) and "{" not in usage, usage
     r = runner.invoke(app, ["scan", "--help"])
     assert "writ" not in r.output.lower()
 

@@ -19,9 +19,9 @@ def register(app: typer.Typer, main_cli) -> None:
     """Add the batch command to ``app``; ``main_cli`` is dicomrecon.cli (its shared options)."""
     P = main_cli._P
 
-    @app.command("batch")
+    @app.command("batch", cls=main_cli.PlainUsageCommand)
     def batch_cmd(
-        inputs: Optional[List[Path]] = typer.Argument(None, help="Folders (any nesting), files "
+        inputs: Optional[List[Path]] = typer.Argument(None, metavar="INPUT", help="Folders (any nesting), files "
                                                       "or DICOMDIR files."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if "
                                     "needed; never inside an input)."),
@@ -45,7 +45,7 @@ def register(app: typer.Typer, main_cli) -> None:
         tilt: main_cli.TiltPolicy = P["tilt"], irregular: main_cli.IrregularPolicy = P["irregular"],
         spacing: str = P["spacing"], interpolation: main_cli.Interp = P["interpolation"],
         max_gap: float = P["max_gap"], merge_4d: bool = P["merge_4d"],
-        no_geometry: bool = P["no_geometry"],
+        no_geometry: bool = P["no_geometry"], spacing_tolerance: float = P["spacing_tolerance"],
     ):
         """Convert every series under the INPUTs into OUTDIR, on a local pool or a Dask cluster.
 
@@ -54,7 +54,8 @@ def register(app: typer.Typer, main_cli) -> None:
         series was written, 4 when any was refused or failed, 3 when no DICOM image was found.
         """
         policy = main_cli._make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                                       merge_4d, no_geometry)
+                                       merge_4d, no_geometry,
+                                       spacing_tolerance=spacing_tolerance)
 
         def run():
             from .runner import BatchOptions, run_batch
