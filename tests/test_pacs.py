@@ -293,3 +293,29 @@ def test_missing_pacs_extra_is_named(orthanc, corpus, tmp_path, monkeypatch):
     r = cli("convert", source_url(orthanc, "dimse", study), "-o", tmp_path / "o")
     assert r.exit_code == 9, r.output
     assert "needs the pynetdicom package" in r.stderr and "dicomrecon[pacs]" in r.stderr
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_batch_takes_pacs_urls_beside_folders(orthanc, corpus, tmp_path, protocol):
+    """batch retrieves a URL input first, converts it like convert does, and records the URL."""
+    folder = SERVED[0]
+    study, series = corpus_uids(corpus / folder)
+    url = source_url(orthanc, protocol, study, series if protocol == "dimse" else None)
+    local = corpus / "d2n_mr_hitachi_oblique39"
+    r = cli("batch", url, str(local), "-o", tmp_path / "b", "-f", "nii", "--workers", "1",
+            "--layout", "%n_%d")
+    assert r.exit_code == 0, r.output
+    ref = cli("convert", url, "-o", tmp_path / "c", "-f", "nii")
+    assert ref.exit_code == 0, ref.output
+    want = outputs(tmp_path / "c")
+    got = outputs(tmp_path / "b")
+    assert want and set(want) <= set(got)
+    for name, (array, side) in want.items():
+        b_array, b_side = got[name]
+        assert np.array_equal(b_array, array)
+        assert np.allclose(b_side["volume"]["affine_lps"], side["volume"]["affine_lps"])
+        assert b_side["source"]["input"] == url and b_side["source"]["pacs"]["url"] == url
+    local_sides = [s for n, (_, s) in got.items() if n not in want]
+    assert local_sides and all(s["source"]["input"] == str(local) for s in local_sides)
+    assert_no_secret(r.output, *[p.read_text() for p in (tmp_path / "b").rglob("*")
+                                 if p.suffix in (".json", ".jsonl", ".csv")])

@@ -1,6 +1,7 @@
 """``dicomrecon batch INPUT... -o OUTDIR``: registered on the main typer app by
 :func:`register` (heavy imports happen inside the command)."""
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -18,11 +19,15 @@ LAYOUT_HELP = ("Output path template below OUTDIR; the last component is the fil
 def register(app: typer.Typer, main_cli) -> None:
     """Add the batch command to ``app``; ``main_cli`` is dicomrecon.cli (its shared options)."""
     P = main_cli._P
+    from ..sources.cli import pacs_options
+    S = pacs_options()
 
     @app.command("batch", cls=main_cli.PlainUsageCommand)
     def batch_cmd(
-        inputs: Optional[List[Path]] = typer.Argument(None, metavar="INPUT", help="Folders (any nesting), files "
-                                                      "or DICOMDIR files."),
+        inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT", help="Folders (any nesting), files, "
+                                                     "DICOMDIR files, or PACS URLs "
+                                                     "(http[s]://.../studies/UID[/series/UID], "
+                                                     "dimse://AET@HOST:PORT/STUDY[/SERIES])."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if "
                                     "needed; never inside an input)."),
         from_list: Optional[Path] = typer.Option(None, "--from-list", help="A file with one "
@@ -46,6 +51,9 @@ def register(app: typer.Typer, main_cli) -> None:
         spacing: str = P["spacing"], interpolation: main_cli.Interp = P["interpolation"],
         max_gap: float = P["max_gap"], merge_4d: bool = P["merge_4d"],
         no_geometry: bool = P["no_geometry"], spacing_tolerance: float = P["spacing_tolerance"],
+        calling_aet: str = S["calling_aet"], move_port: Optional[int] = S["move_port"],
+        cache: Optional[Path] = S["cache"], ca_bundle: Optional[Path] = S["ca_bundle"],
+        timeout: float = S["timeout"],
     ):
         """Convert every series under the INPUTs into OUTDIR, on a local pool or a Dask cluster.
 
@@ -58,13 +66,25 @@ def register(app: typer.Typer, main_cli) -> None:
                                        spacing_tolerance=spacing_tolerance)
 
         def run():
+            from contextlib import ExitStack
+
+            from ..sources.cli import fetch_options, local_input
             from .runner import BatchOptions, run_batch
-            opts = BatchOptions([str(p) for p in inputs or []], str(output),
-                                from_list=str(from_list) if from_list else None,
-                                fmt=fmt.value, layout=layout, policy=policy, workers=workers,
-                                scheduler=scheduler, task_timeout=task_timeout,
-                                progress=main_cli._progress_enabled(progress))
-            result = run_batch(opts, echo=typer.echo)
+            fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
+            with ExitStack() as stack:  # PACS inputs: retrieved first, removed at the end
+                local, remote = [], {}
+                for given in inputs or []:
+                    folder, source = stack.enter_context(local_input(given, fetch))
+                    local.append(folder)
+                    if source is not None:
+                        remote[os.path.abspath(folder)] = source
+                opts = BatchOptions(local, str(output),
+                                    from_list=str(from_list) if from_list else None,
+                                    fmt=fmt.value, layout=layout, policy=policy, workers=workers,
+                                    scheduler=scheduler, task_timeout=task_timeout,
+                                    progress=main_cli._progress_enabled(progress),
+                                    sources=remote)
+                result = run_batch(opts, echo=typer.echo)
             _report(result, quiet)
             if result.exit_code:
                 raise typer.Exit(int(result.exit_code))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .. import __version__
@@ -36,6 +36,7 @@ class BatchOptions:
     task_timeout: Optional[float] = None  # seconds per series
     max_attempts: int = MAX_ATTEMPTS      # local pool: tries of a series whose worker died
     progress: bool = False
+    sources: dict = field(default_factory=dict)  # retrieved folder -> its PACS source record
 
 
 @dataclass
@@ -95,6 +96,15 @@ def series_root(series, outdir: str) -> str:
     return os.path.abspath(files[0]) if is_inside(outdir, root) else root
 
 
+def remote_source(series, sources: dict) -> Optional[dict]:
+    """The PACS source record (URL, UIDs) of a series retrieved from a URL input, or None."""
+    first = os.path.abspath(series.first.path)
+    for folder, source in sources.items():
+        if is_inside(first, folder):
+            return source
+    return None
+
+
 def plan(index: Index, manifest: Manifest, opts: BatchOptions, outdir: str) -> list:
     """A :class:`_Planned` per series: a task, or the up-to-date record when nothing changed."""
     study_ids = {s.uid: read_study_id(s.first.path) for s in index.series}
@@ -115,7 +125,8 @@ def plan(index: Index, manifest: Manifest, opts: BatchOptions, outdir: str) -> l
             item.meta = done
         else:
             item.task = SeriesTask(s.uid, s, series_root(s, outdir), manifest.staging, p.folder,
-                                   p.name, opts.fmt, opts.policy, opts.task_timeout, fp["bytes"])
+                                   p.name, opts.fmt, opts.policy, opts.task_timeout, fp["bytes"],
+                                   remote_source(s, opts.sources))
         out.append(item)
     return out
 

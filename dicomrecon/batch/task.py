@@ -45,6 +45,7 @@ class SeriesTask:
     policy: Policy
     timeout: Optional[float] = None
     input_bytes: int = 0
+    source: Optional[dict] = None  # a PACS input's URL and UIDs, recorded in the sidecars
 
 
 @dataclass
@@ -102,7 +103,8 @@ def run_series(task: SeriesTask) -> TaskResult:
             os.makedirs(staging)
             n_files = len({h.path for g in task.series.groups for h in g.slices})
             res = convert(task.root, staging, fmt=task.fmt, name=task.name, policy=task.policy,
-                          scan_result=ScanResult(task.root, [task.series], [], n_files))
+                          scan_result=ScanResult(task.root, [task.series], [], n_files),
+                          source=task.source)
             result = _collect(task, res, staging)
         except Exception as exc:  # one bad series never stops the batch: record why
             shutil.rmtree(staging, ignore_errors=True)
