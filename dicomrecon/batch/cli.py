@@ -24,7 +24,8 @@ def register(app: typer.Typer, main_cli) -> None:
 
     @app.command("batch", cls=main_cli.PlainUsageCommand)
     def batch_cmd(
-        inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT", help="Folders (any nesting), files, "
+        inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT",
+                                                     help="Folders (any nesting), files, "
                                                      "DICOMDIR files, or PACS URLs "
                                                      "(http[s]://.../studies/UID[/series/UID], "
                                                      "dimse://AET@HOST:PORT/STUDY[/SERIES])."),
