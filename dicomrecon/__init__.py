@@ -6,6 +6,7 @@ Python API (ITK users)::
     result = dicomrecon.scan("study/")            # series, groups, skipped files, findings
     image = dicomrecon.read("study/series1/")     # SimpleITK.Image in LPS, x=column y=row z=slice
     vol = dicomrecon.read_volume("study/series1/")  # numpy (nz, ny, nx) + (4, 4) LPS affine
+    vol.provenance.to_json()                      # typed, frozen provenance = the sidecar
     vol.to_itk()                                  # itk.Image (pip install 'dicomrecon[itk]')
     rows = dicomrecon.batch(["archive/"], "out/", workers=2)  # a whole archive, resumable
 
@@ -15,11 +16,11 @@ Submodules are imported lazily so that the command line starts fast.
 __version__ = "0.1.0"
 
 __all__ = ["scan", "read", "read_volume", "read_volumes", "convert", "batch", "Policy", "Volume",
-           "DicomReconError", "__version__"]
+           "Provenance", "Tolerances", "DicomReconError", "__version__"]
 
 #: Submodules reachable as attributes (``dicomrecon.errors``) without an explicit import.
 SUBMODULES = ("api", "conversion", "discovery", "errors", "export", "geometry", "plan",
-              "resample", "volume", "writers")
+              "provenance", "resample", "volume", "writers")
 
 
 def __dir__():
@@ -45,6 +46,12 @@ def __getattr__(name):
     if name == "Volume":
         from .volume import Volume
         return Volume
+    if name == "Provenance":
+        from .provenance import Provenance
+        return Provenance
+    if name == "Tolerances":
+        from .geometry import Tolerances
+        return Tolerances
     if name == "DicomReconError":
         from .errors import DicomReconError
         return DicomReconError

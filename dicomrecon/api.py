@@ -30,16 +30,21 @@ PathLike = Union[str, os.PathLike]
 Source = Union[PathLike, Sequence[PathLike], Sequence["pydicom.Dataset"], Group]  # noqa: F821
 
 
-def scan(source, *, series_uid: Optional[str] = None, engine: str = "auto") -> ScanResult:
+def scan(source, *, series_uid: Optional[str] = None, policy: Optional[Policy] = None,
+         engine: Optional[str] = None) -> ScanResult:
     """Read the headers of ``source`` (a path, a list of paths or a list of datasets): its
-    series, groups (with geometry findings) and skipped files.
+    series, groups (with geometry findings) and skipped files.  The geometry is checked with
+    ``policy.tolerances`` (default: :data:`~dicomrecon.geometry.DEFAULT_TOLERANCES`); plan and
+    read the groups with the same policy.
 
-    ``engine`` (``"auto"`` or ``"itk"``) decodes the few images that share a position with
-    another, to drop exact copies; it never changes a result."""
+    ``engine`` (``"auto"`` or ``"itk"``; default ``policy.engine``) decodes the few files that
+    may be copies of one image, to tell a copy from a conflict; it never changes a result."""
     from .decode import check_engine
+    policy = _with_engine(policy, engine)
+    tol, engine = policy.tolerances, policy.engine
     check_engine(engine)
     if isinstance(source, (str, os.PathLike)):
-        return _scan(os.fspath(source), series_uid=series_uid, engine=engine)
+        return _scan(os.fspath(source), series_uid=series_uid, tol=tol, engine=engine)
     items = list(source)
     if not items:
         raise InputError("an empty list holds no DICOM file")
@@ -50,11 +55,11 @@ def scan(source, *, series_uid: Optional[str] = None, engine: str = "auto") -> S
             raise InputError(f"{missing[0]}: no such file ({len(missing)} of {len(files)} "
                              "listed file(s) missing)")
         root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
-        return _scan_files(files, root=root, series_uid=series_uid, engine=engine)
+        return _scan_files(files, root=root, series_uid=series_uid, tol=tol, engine=engine)
     from pydicom import Dataset
     if all(isinstance(x, Dataset) for x in items):
         folder = _DatasetFolder(items)
-        result = _scan(folder.path, series_uid=series_uid, engine=engine)
+        result = _scan(folder.path, series_uid=series_uid, tol=tol, engine=engine)
         result.keepalive = folder  # the files live as long as the result and its groups
         for g in result.groups:
             g.keepalive = folder
@@ -109,10 +114,10 @@ def _pick(groups: list, where: str, group: Optional[str]) -> Group:
 
 
 def _one_group(source, series_uid: Optional[str], group: Optional[str],
-               engine: str = "auto") -> Group:
+               policy: Optional[Policy] = None) -> Group:
     if isinstance(source, Group):
         return source
-    result = scan(source, series_uid=series_uid, engine=engine)
+    result = scan(source, series_uid=series_uid, policy=policy)
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
         f"the {len(list(source))} given item(s)"
     if not result.groups:
@@ -142,12 +147,18 @@ def read_volume(source, *, series_uid: Optional[str] = None, group: Optional[str
     """
     from .conversion import load_group
     policy = _with_engine(policy, engine)
-    return load_group(_one_group(source, series_uid, group, policy.engine), policy=policy)
+    return load_group(_one_group(source, series_uid, group, policy), policy=policy)
 
 
 def read_volumes(source, *, policy: Optional[Policy] = None,
                  engine: Optional[str] = None) -> list:
     """Every volume of ``source`` (or of a :class:`ScanResult`), as the CLI would write them.
+
+    Each volume knows its group: ``vol.label`` is the label ``dicomrecon scan`` prints
+    ("1301.2", "1301.2p1" for a part of a split group, "7.1+7.2+..." for a 4D volume).  With
+    ``Policy(merge_4d=True)``, repeats of one grid that ``convert --4d`` writes as one 4D file
+    come back as one 4D Volume, array (nt, nz, ny, nx), with the 4th axis key and values in
+    ``vol.provenance.fourth_axis``.
 
     Refused groups are left out; ``plan_group(group, policy).refusals`` says why.  A volume
     whose pixels cannot be decoded (or give non-finite values) is left out too, with a
@@ -155,15 +166,23 @@ def read_volumes(source, *, policy: Optional[Policy] = None,
     """
     import warnings
 
-    from .conversion import load_plan
+    from .conversion import load_4d, load_plan, merge_sets
     policy = _with_engine(policy, engine)
-    result = source if isinstance(source, ScanResult) else scan(source, engine=policy.engine)
+    result = source if isinstance(source, ScanResult) else scan(source, policy=policy)
     out = []
-    for vp in (vp for g in result.groups for vp in plan_group(g, policy).volumes):
-        try:
-            out.append(load_plan(vp, policy=policy))
-        except RefusedError as exc:  # the per-volume boundary, as in convert
-            warnings.warn(f"volume {vp.label} refused: {exc}", RuntimeWarning, stacklevel=2)
+    for series in result.series:
+        plans = [vp for g in series.groups for vp in plan_group(g, policy).volumes]
+        sets = {id(s[0]): s for s in merge_sets(plans)} if policy.merge_4d else {}
+        merged = {id(vp) for s in sets.values() for vp in s}
+        for vp in plans:
+            if id(vp) in merged and id(vp) not in sets:
+                continue  # read with the first volume of its 4D set
+            todo = sets.get(id(vp))
+            try:
+                out.append(load_4d(todo, policy=policy) if todo else load_plan(vp, policy=policy))
+            except RefusedError as exc:  # the per-volume boundary, as in convert
+                label = "+".join(p.label for p in todo) if todo else vp.label
+                warnings.warn(f"volume {label} refused: {exc}", RuntimeWarning, stacklevel=2)
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from . import __version__
 from .errors import DicomReconError, ExitCode
@@ -22,12 +23,21 @@ from .sources.cli import pacs_options
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    pretty_exceptions_enable=False,  # --debug: Python's own plain traceback
     help="Turn DICOM slice series into correct 3D volumes, or refuse with a reason.\n\n"
          "Exit codes: 0 ok, 1 internal error, 2 usage, 3 no DICOM found, 4 partial (some groups "
          "refused, or a damaged slice), 5 every group refused, 6 bad output folder, 7 bad input "
          "path, 8 ambiguous input, 9 PACS/network error; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
          "files removed).",
 )
+
+
+class PlainUsageCommand(typer.core.TyperCommand):
+    """A command whose usage line reads "scan [OPTIONS] INPUT", not typer's "{INPUT}"."""
+
+    def collect_usage_pieces(self, ctx) -> list:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
+                for p in super().collect_usage_pieces(ctx)]
 
 
 class Format(str, Enum):
@@ -77,9 +87,9 @@ def _policy_options():
         merge_4d=typer.Option(False, "--4d", help="Write repeats of one grid (time points, "
                               "echoes, b-values...) as one 4D NIfTI; the 4th axis is recorded in "
                               "the sidecar."),
-        no_geometry=typer.Option(False, "--no-geometry", help="Also write images without "
+        no_geometry=typer.Option(False, "--no-geometry", help="Also take images without "
                                  "ImagePositionPatient/ImageOrientationPatient (CR, DX, secondary "
-                                 "captures...) with a placeholder affine, flagged in the sidecar."),
+                                 "captures...), on a placeholder affine flagged in the sidecar."),
         engine=typer.Option(Engine.auto, "--engine", help="Pixel decoder: auto (the fastest "
                             "verified path: uncompressed files read in place, compressed ones "
                             "through ITK in parallel) or itk (SimpleITK ImageSeriesReader for "
@@ -87,6 +97,9 @@ def _policy_options():
         max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
                                 "a larger one is refused before decoding (exit 2 when --spacing "
                                 "asked for it)."),
+        spacing_tolerance=typer.Option(0.01, "--spacing-tolerance", metavar="FRACTION",
+                                       help="Slice steps within this fraction of the median step "
+                                       "are regular (0.01 = 1 %); scan and convert both use it."),
     )
 
 
@@ -95,14 +108,40 @@ _S = pacs_options()
 
 
 def _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d=False,
-                 no_geometry=False, engine=Engine.auto, max_voxels=2 ** 31):
+                 no_geometry=False, engine=Engine.auto, max_voxels=2 ** 31,
+                 spacing_tolerance=0.01):
+    from dataclasses import replace
+
+    from .geometry import DEFAULT_TOLERANCES
     from .plan import Policy
+    if not 0 <= spacing_tolerance < 1:
+        raise typer.BadParameter(f"{spacing_tolerance:g}: the spacing tolerance is a fraction of "
+                                 "the median step, from 0 up to (not including) 1",
+                                 param_hint="--spacing-tolerance")
     try:
         return Policy(tilt=tilt.value, irregular=irregular.value, spacing=_spacing(spacing),
                       interpolation=interpolation.value, max_gap=max_gap, merge_4d=merge_4d,
-                      no_geometry=no_geometry, engine=engine.value, max_voxels=max_voxels)
+                      no_geometry=no_geometry, engine=engine.value, max_voxels=max_voxels,
+                      tolerances=replace(DEFAULT_TOLERANCES, spacing_rel=spacing_tolerance))
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise _option_error(str(exc)) from None
+
+
+#: Policy field -> the option that sets it, so a usage error names what the user typed.
+OPTION_OF_FIELD = {"max_gap": "--max-gap", "max_voxels": "--max-voxels", "tilt": "--tilt",
+                   "irregular": "--irregular", "interpolation": "--interpolation",
+                   "spacing": "--spacing", "merge_4d": "--4d", "no_geometry": "--no-geometry"}
+
+
+def _option_error(message: str) -> typer.BadParameter:
+    """A Policy ValueError as a usage error naming the option, not the Python field."""
+    import re
+    first = message.split(" ", 1)[0]
+    option = OPTION_OF_FIELD.get(first)
+    if option is None:
+        return typer.BadParameter(message)
+    rest = re.sub(r"^\S+( policy)?\s*", "", message)
+    return typer.BadParameter(f"{option} {rest}", param_hint=option)
 
 
 def _spacing(value: str):
@@ -209,9 +248,9 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------------------------
-@app.command("scan")
+@app.command("scan", cls=PlainUsageCommand)
 def scan_cmd(
-    input: str = typer.Argument(..., help="A DICOM folder (searched recursively) or file, or "
+    input: str = typer.Argument(..., metavar="INPUT", help="A DICOM folder (searched recursively) or file, or "
                                 "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
                                 "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of a table."),
@@ -222,10 +261,10 @@ def scan_cmd(
     spacing: str = _P["spacing"], interpolation: Interp = _P["interpolation"],
     max_gap: float = _P["max_gap"], no_geometry: bool = _P["no_geometry"],
     engine: Engine = _P["engine"],
-    qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also write "
-                                          "DIR/index.html with the slice-position plot of every "
-                                          "stack (headers only, no pixels decoded)."),
-    max_voxels: int = _P["max_voxels"],
+    qc_dir: Optional[Path] = typer.Option(None, "--qc", metavar="DIR", help="Also make a "
+                                          "page DIR/index.html with the slice-position plot of "
+                                          "every stack (headers only, no pixels decoded)."),
+    max_voxels: int = _P["max_voxels"], spacing_tolerance: float = _P["spacing_tolerance"],
     calling_aet: str = _S["calling_aet"], move_port: Optional[int] = _S["move_port"],
     cache: Optional[Path] = _S["cache"], ca_bundle: Optional[Path] = _S["ca_bundle"],
     timeout: float = _S["timeout"],
@@ -234,7 +273,8 @@ def scan_cmd(
     convert would do with them under the given policy (exit code as convert's would be,
     before decoding: 0, 3, 4 or 5)."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                          no_geometry=no_geometry, engine=engine, max_voxels=max_voxels)
+                          no_geometry=no_geometry, engine=engine, max_voxels=max_voxels,
+                          spacing_tolerance=spacing_tolerance)
 
     def run():
         from .discovery import scan
@@ -243,7 +283,7 @@ def scan_cmd(
         fetch = fetch_options(calling_aet, move_port, cache, ca_bundle, timeout)
         with _Progress(_progress_enabled(progress)) as bar, \
                 local_input(input, fetch, bar) as (folder, _source):
-            result = scan(folder, series_uid=series, engine=policy.engine,
+            result = scan(folder, series_uid=series, tol=policy.tolerances, engine=policy.engine,
                           progress=lambda d, t: bar("scan", "", d, t))
         if as_json:
             typer.echo(json.dumps(scan_json(result, policy), indent=2, default=str))
@@ -262,9 +302,9 @@ def scan_cmd(
     _run(run)
 
 
-@app.command("convert")
+@app.command("convert", cls=PlainUsageCommand)
 def convert_cmd(
-    input: str = typer.Argument(..., help="A DICOM folder (searched recursively) or file, or "
+    input: str = typer.Argument(..., metavar="INPUT", help="A DICOM folder (searched recursively) or file, or "
                                 "a PACS URL: http[s]://HOST[:PORT]/ROOT/studies/UID[/series/UID] "
                                 "or dimse://AET@HOST:PORT/STUDY_UID[/SERIES_UID]."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if needed; "
@@ -282,6 +322,7 @@ def convert_cmd(
     max_gap: float = _P["max_gap"], merge_4d: bool = _P["merge_4d"],
     no_geometry: bool = _P["no_geometry"], engine: Engine = _P["engine"],
     max_voxels: int = _P["max_voxels"],
+    spacing_tolerance: float = _P["spacing_tolerance"],
     qc: bool = typer.Option(False, "--qc", help="Also write OUTPUT/qc/index.html, the visual "
                             "QC page (see 'dicomrecon qc')."),
     bids: bool = typer.Option(False, "--bids", help="Sidecars carry BIDS keys (seconds, "
@@ -293,7 +334,7 @@ def convert_cmd(
 ):
     """Write one volume and a JSON sidecar per reconstructable group of INPUT into OUTPUT."""
     policy = _make_policy(tilt, irregular, spacing, interpolation, max_gap, merge_4d, no_geometry,
-                          engine, max_voxels)
+                          engine, max_voxels, spacing_tolerance)
     if merge_4d and fmt not in (Format.nii, Format.nii_gz):
         raise typer.BadParameter("--4d writes NIfTI only (-f nii or nii.gz): ITK cannot read a "
                                  "spatial NRRD or MHA with a time axis", param_hint="--4d")
@@ -320,10 +361,12 @@ def convert_cmd(
             if not quiet:
                 typer.echo(f"wrote {o.path} ({'x'.join(map(str, o.shape_xyz))}) + "
                            f"{os.path.basename(o.sidecar)}")
+            for note in o.notes:  # e.g. a sheared grid that ITK cannot open as it is
+                typer.secho(f"  note: {note}", fg=typer.colors.YELLOW, err=True)
         for r in result.refused:
             for reason in r.reasons:
-                typer.secho(f"refused group {r.group}: {reason['message']}",
-                            fg=typer.colors.YELLOW, err=True)
+                typer.secho(f"refused group {r.group}: {reason['message']} "
+                            f"[{reason.get('code', 'REFUSED')}]", fg=typer.colors.YELLOW, err=True)
         if result.exit_code == ExitCode.NO_DICOM:
             raise NoDicomError(f"{input}: no DICOM image found ({len(result.skipped)} file(s) "
                                "skipped)")
@@ -349,9 +392,10 @@ def scan_exit_code(result, policy) -> ExitCode:
 
 
 # --- export command (begin)
-@app.command("export")
+@app.command("export", cls=PlainUsageCommand)
 def export_cmd(
-    input: Path = typer.Argument(..., help="A volume file (.nii, .nii.gz, .nrrd, .mha) or a DICOM "
+    input: Path = typer.Argument(..., metavar="INPUT",
+                                 help="A volume file (.nii, .nii.gz, .nrrd, .mha) or a DICOM "
                                  "folder holding one volume."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the DICOM series "
                                 "(written atomically; must not exist or be empty, unless "

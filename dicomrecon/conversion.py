@@ -7,16 +7,19 @@ import re
 import time
 
 import numpy as np
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from . import __version__
 from .decode import DecodeError, check_finite, decode
 from .discovery import Group, ScanResult, Series, scan, sort_key
-from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError
+from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError, shown
 from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
-from .geometry import ERROR, WARNING, Finding, decompose_affine, lps_affine, lps_to_ras
+from . import geometry as geo
+from .geometry import ERROR, WARNING, Finding
+from .provenance import DiffusionTable, Provenance, frozen, load
+from .recording import provenance_4d, provenance_of
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
 
@@ -93,7 +96,9 @@ def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None)
         processing.append(info["summary"])
     check_finite(array, vp.slices)  # the last guard: no NaN or Inf voxel is ever written
     check_affine(affine, vp)
-    return Volume(array, affine, meta)
+    vol = Volume(array, affine, meta)
+    vol.provenance = provenance_of(vol)  # plain data from here on: serialises without the plan
+    return vol
 
 
 #: Largest |value| in an affine that every writer can store (NIfTI's are float32).
@@ -108,8 +113,9 @@ def check_affine(affine: np.ndarray, vp: VolumePlan) -> None:
     f = vp.slices[0]
     raise DecodeError(
         f"{f.path}: the output grid is out of range (affine {np.array2string(affine[:3], precision=4)}"
-        f"), from (0020,0032) 'Image Position (Patient)' '{f.ipp}', (0028,0030) 'Pixel Spacing' "
-        f"'{f.pixel_spacing}' or (0018,0050) 'Slice Thickness' '{f.slice_thickness}'; every "
+        f"), from (0020,0032) 'Image Position (Patient)' {shown(f.ipp)}, (0028,0030) 'Pixel "
+        f"Spacing' {shown(f.pixel_spacing)} or (0018,0050) 'Slice Thickness' "
+        f"{shown(f.slice_thickness)}; every "
         f"value must be finite and below {AFFINE_LIMIT:g}", tag="(0020,0032)",
         code="GEOMETRY_OUT_OF_RANGE")
 
@@ -122,18 +128,12 @@ def stack_affine(vp: VolumePlan):
 
 def placeholder_affine(first):
     """Identity orientation, origin 0, PixelSpacing (or 1 mm) and SliceThickness (or 1 mm)."""
-    ps = first.pixel_spacing or (1.0, 1.0)
-    dz = first.slice_thickness if first.slice_thickness and first.slice_thickness > 0 else 1.0
-    return np.diag([float(ps[1]), float(ps[0]), float(dz), 1.0])
+    return geo.placeholder_affine(first.pixel_spacing, first.slice_thickness)
 
 
 def sheared_affine(geom):
     """The exact sheared grid of a regular tilted stack: z column = IPP step."""
-    n = len(geom.positions)
-    step = (geom.ipp_sorted[-1] - geom.ipp_sorted[0]) / (n - 1)
-    aff = lps_affine(geom.orientation, geom.pixel_spacing, 1.0, geom.ipp_sorted[0])
-    aff[:3, 2] = step
-    return aff
+    return geo.sheared_affine(geom.orientation, geom.pixel_spacing, geom.ipp_sorted)
 
 
 def _resample(vp: VolumePlan, array, policy: Policy, progress):
@@ -157,7 +157,7 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
         res = resample(array, grid, method=policy.interpolation, fill=fill, progress=cb)
     steps = np.diff(geom.positions)
     beyond = uncovered_mm(grid)
-    if beyond > 1e-3:
+    if beyond > policy.tolerances.uncovered_mm:
         vp.findings.append(Finding(
             "SLAB_NOT_COVERED", WARNING,
             f"the explicit slice spacing {policy.spacing} mm does not divide the acquired slab: "
@@ -196,7 +196,11 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
 
 # --------------------------------------------------------------------------------------------
 def _clean(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    """A file-name part: letters (any script, NFC) and digits kept, `.` and `-` kept, anything
+    else (spaces, slashes, punctuation, control characters) becomes one `_`."""
+    import unicodedata
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
     return re.sub(r"_+", "_", text)[:80]
 
 
@@ -257,6 +261,7 @@ class Output:
     sidecar: str
     shape_xyz: tuple
     damaged: list = field(default_factory=list)  # [(path, reason)] lost from this volume
+    notes: list = field(default_factory=list)    # what a reader of the file must know (console)
 
 
 @dataclass
@@ -340,7 +345,8 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     outdir = check_output_dir(outdir, inputs)
     if scan_result is None:
         scan_result = scan(inputs, series_uid=series_uid, progress=_stage(progress, "scan", ""),
-                           engine=policy.engine)
+                           engine=policy.engine,
+                           tol=policy.tolerances)
     if policy.merge_4d and fmt not in ("nii", "nii.gz"):
         raise ValueError(f"--4d writes NIfTI (nii, nii.gz), not {fmt}: ITK cannot read a "
                          "spatial NRRD or MHA with a time axis")
@@ -363,7 +369,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         result.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        write_json(os.path.join(outdir, REPORT_NAME), _with_source(report(result), source))
+        write_json(os.path.join(outdir, REPORT_NAME), _report_with_source(report(result), source))
     return result
 
 
@@ -452,21 +458,41 @@ class _Context:
         return output
 
 
-def _write_4d(vps, stem, ctx: _Context) -> Output:
-    vols = [load_plan(vp, policy=ctx.policy, progress=ctx.progress) for vp in vps]
+def load_4d(vps: list, *, policy: Policy = DEFAULT_POLICY, progress=None,
+            root: Optional[str] = None) -> Volume:
+    """Decode the volume plans of one --4d set (:func:`merge_sets`, ordered along the 4th
+    axis) into one 4D :class:`Volume`: array (nt, nz, ny, nx) on the first volume's affine, the
+    4th axis (key and values) in ``provenance.fourth_axis`` and every volume's sources in
+    ``provenance.volumes``; source file names relative to ``root`` (default: the folder of the
+    first slice)."""
+    vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
     array = np.stack([v.array for v in vols]).astype(
         np.result_type(*[v.array.dtype for v in vols]), copy=False)
+    root = root if root is not None else os.path.dirname(os.path.abspath(vps[0].slices[0].path))
+    prov = provenance_4d_of(vols, array, root, "", "")
+    meta = {"plans": list(vps), "policy": policy.to_dict(),
+            "values": [v.metadata["values"] for v in vols],
+            "processing": list(prov.processing)}
+    return Volume(array, vols[0].affine, meta, prov)
+
+
+def _write_4d(vps, stem, ctx: _Context) -> Output:
+    vol = load_4d(vps, policy=ctx.policy, progress=ctx.progress, root=ctx.root)
+    array = vol.array
     path = os.path.join(ctx.outdir, stem + ctx.ext)
     label = "+".join(vp.label for vp in vps)
     tr = time_axis_tr(vps)
-    write_volume(path, array, vols[0].affine, ctx.fmt,
+    write_volume(path, array, vol.affine, ctx.fmt,
                  description=f"dicomrecon {__version__} {label}",
                  progress=_stage(ctx.progress, "write", label), tr=tr)
-    side = _with_source(sidecar_4d(vols, array, ctx.root, os.path.basename(path),
-                                   ctx.fmt), ctx.source)
-    _diffusion_4d(side, os.path.join(ctx.outdir, stem), vps, vols[0].affine, tr)
+    prov = replace(vol.provenance, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   volume=replace(vol.provenance.volume, file=os.path.basename(path),
+                                  format=ctx.fmt))
+    prov = _with_source(prov, ctx.source)
+    prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vol.affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
-    write_json(sidecar_path, _with_bids(side, vps, vols[0].affine) if ctx.bids else side)
+    side = prov.to_json()
+    write_json(sidecar_path, _with_bids(side, vps, vol.affine) if ctx.bids else side)
     return ctx.finish(Output(label, path, sidecar_path, tuple(array.shape[::-1]),
                              [d for vp in vps for d in vp.group.damaged]), array)
 
@@ -478,13 +504,12 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                  description=f"dicomrecon {__version__} {vp.label}",
                  progress=_stage(ctx.progress, "write", vp.label))
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
-    side = _with_source(sidecar(vol, ctx.root, os.path.basename(path), ctx.fmt), ctx.source)
-    dif = vp.slices[0].extra.get("diffusion")
-    if dif is not None and (dif.b > 0 or dif.trace):  # vendor.Diffusion, with its source
-        side["diffusion"] = dif.to_dict()
+    side = _with_source(provenance_of(vol, ctx.root, os.path.basename(path), ctx.fmt),
+                        ctx.source).to_json()
     write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
+    notes = [f.message for f in vp.findings if f.code == "SHEARED_GRID"]
     return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
-                             list(vp.group.damaged)), vol.array)
+                             list(vp.group.damaged), notes), vol.array)
 
 
 #: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].
@@ -504,18 +529,19 @@ def time_axis_tr(vps: list):
     return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
 
 
-def _diffusion_4d(side: dict, stem: str, vps: list, affine, tr) -> None:
-    """.bval/.bvec beside a 4D diffusion volume, recorded in its sidecar (dicomrecon.bids);
+def _diffusion_4d(prov: Provenance, stem: str, vps: list, affine, tr) -> Provenance:
+    """.bval/.bvec beside a 4D diffusion volume, recorded in its provenance (dicomrecon.bids);
     the time axis of a 4D time series."""
     from .bids.diffusion import write_diffusion
     rec = write_diffusion(stem, vps, affine)
     if rec is not None:
-        side["diffusion"] = rec
+        prov = replace(prov, diffusion=load(DiffusionTable, rec))
     if tr is not None:
-        side["fourth_axis"]["note"] = (
-            f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} s, "
-            "xyzt_units = mm + s")
-        side["fourth_axis"]["repetition_time_s"] = tr
+        prov = replace(prov, fourth_axis=replace(
+            prov.fourth_axis, repetition_time_s=tr,
+            note=f"the 4th axis is time: NIfTI pixdim[4] = RepetitionTime (0018,0080) = {tr:g} "
+                 "s, xyzt_units = mm + s"))
+    return prov
 
 
 def _with_bids(side: dict, plans: list, affine) -> dict:
@@ -524,13 +550,20 @@ def _with_bids(side: dict, plans: list, affine) -> dict:
     return {**bids_keys(plans, affine), "dicomrecon": side}
 
 
-def _with_source(doc: dict, source: Optional[dict]) -> dict:
-    """Record a remote source (URL and UIDs) instead of the local cache folder."""
+def _report_with_source(doc: dict, source: Optional[dict]) -> dict:
+    """The report records a remote source (URL and UIDs) instead of the local cache folder."""
     if source:
-        target = doc["source"] if "source" in doc else doc
-        target["input"] = source.get("url")
-        target["pacs"] = source
+        doc["input"] = source.get("url")
+        doc["pacs"] = source
     return doc
+
+
+def _with_source(prov: Provenance, source: Optional[dict]) -> Provenance:
+    """A provenance whose source is a remote one (URL and UIDs), not the local cache folder."""
+    if not source:
+        return prov
+    return replace(prov, source=replace(prov.source, input=source.get("url"),
+                                        pacs=frozen(source)))
 
 
 def _stage(progress, stage: str, label: str):
@@ -612,106 +645,25 @@ def fourth_axis_keys(plans: list) -> list:
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:
-    vp: VolumePlan = vol.metadata["plan"]
-    group = vp.group
-    f = vp.slices[0]
-    origin, spacing, direction = decompose_affine(vol.affine)
-    base = _base(root)
-
-    def uniq(attr):
-        vals = sorted({getattr(h, attr) for h in vp.slices}, key=lambda v: (v is None, v))
-        return vals[0] if len(vals) == 1 else vals
-
-    return {
-        "dicomrecon_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "volume": {
-            "file": filename, "format": fmt,
-            "shape_xyz": list(vol.array.shape[:3][::-1]), "dtype": str(vol.array.dtype),
-            "components": 3 if vol.is_rgb else 1,
-            "affine_lps": vol.affine.tolist(), "affine_ras": lps_to_ras(vol.affine).tolist(),
-            "origin_lps": origin.tolist(), "spacing": spacing.tolist(),
-            "direction_lps": direction.tolist(),
-            "axes": "x = column, y = row, z = slice (ascending along cross(row, column))",
-        },
-        "source": {
-            "input": os.path.abspath(root),
-            "series_instance_uid": f.series_instance_uid,
-            "series_number": f.series_number,
-            "series_description": f.series_description,
-            "modality": f.modality, "manufacturer": f.manufacturer,
-            "study_instance_uid": f.study_instance_uid,
-            "frame_of_reference_uid": f.frame_of_reference_uid,
-            "group": group.label, "split_keys": group.split_keys,
-            "part": vp.part,
-        },
-        "reconstruction": vp.kind,
-        "policy": vol.metadata["policy"],
-        **_slice_lists(vol, vp, base),
-        "geometry": vp.geometry.to_dict() if vp.geometry else None,
-        "tags": {
-            "ImageOrientationPatient": _list(f.iop), "PixelSpacing": _list(f.pixel_spacing),
-            "SliceThickness": uniq("slice_thickness"), "GantryDetectorTilt": uniq("gantry_tilt"),
-            "RescaleSlope": uniq("rescale_slope"), "RescaleIntercept": uniq("rescale_intercept"),
-            "RescaleType": f.rescale_type or None,
-            "PhotometricInterpretation": f.photometric, "BitsAllocated": f.bits_allocated,
-            "BitsStored": f.bits_stored, "PixelRepresentation": f.pixel_representation,
-            "TransferSyntaxUID": uniq("transfer_syntax"),
-        },
-        "values": vol.metadata["values"],
-        "processing": vol.metadata["processing"],
-        "findings": [x.to_dict() for x in group.findings + vp.findings],
-    }
+    """The sidecar document of a decoded volume: its Provenance's JSON, with source file names
+    relative to ``root``."""
+    return provenance_of(vol, root, filename, fmt).to_json()
 
 
-def _list(v):
-    return None if v is None else list(v)
-
-
-def _base(root: str) -> str:
-    """Folder that source file names in a sidecar are relative to."""
-    return os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
-
-
-def sidecar_4d(vols: list, array, root: str, filename: str, fmt: str) -> dict:
-    """The first volume's sidecar, plus the 4th axis and every volume's own sources."""
-    side = sidecar(vols[0], root, filename, fmt)
+def provenance_4d_of(vols: list, array, root: str, filename: str, fmt: str) -> Provenance:
+    """The provenance of a --4d volume: the first volume's, plus the 4th axis and every
+    volume's own sources."""
     plans = [v.metadata["plan"] for v in vols]
     keys = fourth_axis_keys(plans)
-    key = keys[0] if len(keys) == 1 else keys
-    side["volume"]["shape_xyzt"] = list(array.shape[::-1])
-    side["volume"].pop("shape_xyz")
-    side["volume"]["dtype"] = str(array.dtype)
-    side["fourth_axis"] = {
-        "key": key,
-        "values": [p.group.split_keys.get(key) if len(keys) == 1 else
-                   {k: p.group.split_keys.get(k) for k in keys} for p in plans],
-        "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values; diffusion "
-                "gradient directions are DICOM's, in patient (LPS) coordinates"}
-    side["source"]["group"] = [p.label for p in plans]
-    side["source"]["split_keys"] = [p.group.split_keys for p in plans]
-    side["volumes"] = [{"t": t, "group": p.label, "split_keys": p.group.split_keys,
-                        "values": v.metadata["values"],
-                        **_slice_lists(v, p, _base(root))}
-                       for t, (p, v) in enumerate(zip(plans, vols))]
-    side.pop("slices", None)
-    side["processing"] = side["processing"] + [
-        f"--4d: {len(vols)} volumes on one grid stacked along a 4th axis by {key}"]
-    return side
-
-
-def _slice_lists(vol: Volume, vp: VolumePlan, base: str) -> dict:
-    """Which source instance(s) each output slice came from."""
-    src = [{"sop_instance_uid": h.sop_instance_uid, "file": os.path.relpath(h.path, base),
-            **({"frame": h.frame + 1} if h.number_of_frames > 1 else {}),
-            **({"tile": h.frame + 1} if h.tile is not None else {}),
-            "instance_number": h.instance_number, "image_position_patient": _list(h.ipp)}
-           for h in vp.slices]
-    info = vol.metadata.get("resample")
-    if info is None:  # stacked or sheared: output slice z is source slice z
-        return {"slices": [{"z": k, **s} for k, s in enumerate(src)]}
-    return {"slices": info["output_slices"], "source_slices": src,
-            "resample": {k: v for k, v in info.items() if k not in ("output_slices", "summary")}}
+    key = keys[0] if len(keys) == 1 else tuple(keys)
+    fourth = {"key": key,
+              "values": tuple(p.group.split_keys.get(key) if len(keys) == 1 else
+                              {k: p.group.split_keys.get(k) for k in keys} for p in plans),
+              "note": "NIfTI pixdim[4] is 1: the 4th axis is indexed by these values; diffusion "
+                      "gradient directions are DICOM's, in patient (LPS) coordinates"}
+    return provenance_4d(vols, array, root, filename, fmt,
+                         f"--4d: {len(vols)} volumes on one grid stacked along a 4th axis by "
+                         f"{list(key) if isinstance(key, tuple) else key}", fourth)
 
 
 def report(result: ConversionResult) -> dict:
@@ -731,4 +683,4 @@ def report(result: ConversionResult) -> dict:
     }
 
 
-__all__ = ["convert", "load_group", "ConversionResult", "NAME_TOKENS", "DEFAULT_NAME"]
+__all__ = ["convert", "load_group", "load_plan", "load_4d", "ConversionResult", "NAME_TOKENS", "DEFAULT_NAME"]

@@ -39,6 +39,7 @@ class Group:
     pixels: dict = field(default_factory=dict, repr=False)  # {instance_key: stored frame} read
     #: by the duplicate check (copies sharing a SOPInstanceUID: resolve_copies), not read again
     damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
+    tolerances: geo.Tolerances = geo.DEFAULT_TOLERANCES  # what its geometry was checked with
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -205,6 +206,7 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
             counters[g.first.series_number] = g.index = counters.get(g.first.series_number, 0) + 1
             g.pixels = {h.instance_key: pixels[h.instance_key] for h in g.slices
                         if h.instance_key in pixels}
+            g.tolerances = tol
             if not _refuse_conflicts(g, conflicts):
                 analyse_group(g, tol)
         series.append(Series(uid, groups))
@@ -406,23 +408,7 @@ def _normal_positions(hs: list):
     """Positions along the normal, or None when the geometry is missing or invalid."""
     if any(h.ipp is None or h.iop is None for h in hs):
         return None
-    o, _ = geo.check_orientation(hs[0].iop)
-    if o is None:
-        return None
-    return np.array([h.ipp for h in hs]) @ o.normal
-
-
-def _clusters(pos: np.ndarray, tol: geo.Tolerances) -> list:
-    order = np.argsort(pos, kind="stable")
-    out, cur = [], [order[0]]
-    for a, b in zip(order[:-1], order[1:]):
-        if pos[b] - pos[a] < tol.duplicate_mm:
-            cur.append(b)
-        else:
-            out.append(cur)
-            cur = [b]
-    out.append(cur)
-    return out
+    return geo.normal_positions([h.ipp for h in hs], hs[0].iop)
 
 
 def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
@@ -436,7 +422,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     pos = _normal_positions(g.slices)
     if pos is None:
         return [g]
-    clusters = _clusters(pos, tol)
+    clusters = geo.position_clusters(pos, tol.duplicate_mm)
     if all(len(c) == 1 for c in clusters):
         return [g]
     for attr, kw in REPEAT_KEYS:
@@ -606,5 +592,6 @@ def analyse_group(g: Group, tol: geo.Tolerances = geo.DEFAULT_TOLERANCES) -> Non
     if len(g.slices) == 1:
         g.findings.append(Finding(
             "SINGLE_SLICE", WARNING,
-            f"a single slice: the slice-axis spacing is the (0018,0050) 'Slice Thickness' "
-            f"value '{f.slice_thickness}' (1 mm when absent)", "(0018,0050)", f.slice_thickness))
+            "a single slice: the slice-axis spacing is the (0018,0050) 'Slice Thickness' "
+            + (f"value '{f.slice_thickness}'" if f.slice_thickness is not None else
+               "(absent here, so 1 mm)"), "(0018,0050)", f.slice_thickness))

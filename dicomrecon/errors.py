@@ -59,6 +59,15 @@ class RefusedError(DicomReconError):
         self.findings = list(findings)
 
 
+def shown(value) -> str:
+    """A header value as a message shows it: quoted, or "absent" (never Python's None)."""
+    if value is None:
+        return "absent"
+    if isinstance(value, (list, tuple)):
+        return "'" + "\\".join(str(v) for v in value) + "'"
+    return f"'{value}'"
+
+
 class AmbiguousInputError(DicomReconError):
     exit_code = ExitCode.AMBIGUOUS
 

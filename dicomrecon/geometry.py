@@ -52,6 +52,13 @@ class Tolerances:
     inplane_frac: float = 0.1
     #: |estimated tilt| and |GantryDetectorTilt| may differ by this many degrees.
     tilt_tag_deg: float = 0.5
+    #: two grids are the same when every affine entry agrees within this (mm, or cosine*mm).
+    same_grid_mm: float = 1e-4
+    #: a written slice lies on a reference image's plane when its IPP is within this (mm);
+    #: IOP and PixelSpacing must agree within ``same_grid_mm``.
+    plane_match_mm: float = 1e-3
+    #: an explicit slice spacing leaving more than this (mm) of the slab uncovered is reported.
+    uncovered_mm: float = 1e-3
 
 
 DEFAULT_TOLERANCES = Tolerances()
@@ -597,7 +604,143 @@ def reorientation(affine: np.ndarray, shape_xyz, code: str):
     return order, flips, new
 
 
-def same_grid(a_affine, a_shape, b_affine, b_shape, atol: float = 1e-4) -> bool:
+def same_grid(a_affine, a_shape, b_affine, b_shape,
+              atol: float = DEFAULT_TOLERANCES.same_grid_mm) -> bool:
     """Equal shapes and affines within ``atol`` (mm, and per direction component)."""
     return tuple(a_shape) == tuple(b_shape) and bool(
         np.allclose(np.asarray(a_affine, float), np.asarray(b_affine, float), atol=atol))
+
+
+# --------------------------------------------------------------------------------------------
+# Stacks: positions, runs, grids (plain arrays in and out)
+# --------------------------------------------------------------------------------------------
+def normal_positions(ipps, iop) -> Optional[np.ndarray]:
+    """(N,) positions of (N, 3) slice origins along the normal cross(row, column) of ``iop``;
+    None when ``iop`` is not a valid orientation.
+
+    >>> normal_positions([[0, 0, 5], [1, 2, 3]], [1, 0, 0, 0, 1, 0]).tolist()
+    [5.0, 3.0]
+    """
+    o, _ = check_orientation(iop)
+    if o is None:
+        return None
+    return np.asarray(ipps, dtype=float).reshape(-1, 3) @ o.normal
+
+
+def position_clusters(positions, duplicate_mm: float) -> list:
+    """Indices of ``positions`` grouped into runs closer than ``duplicate_mm`` (ascending).
+
+    >>> position_clusters([3.0, 1.0, 1.005, 2.0], 0.01)
+    [[1, 2], [3], [0]]
+    """
+    pos = np.asarray(positions, dtype=float)
+    order = np.argsort(pos, kind="stable")
+    out, cur = [], [int(order[0])]
+    for a, b in zip(order[:-1], order[1:]):
+        if pos[b] - pos[a] < duplicate_mm:
+            cur.append(int(b))
+        else:
+            out.append(cur)
+            cur = [int(b)]
+    out.append(cur)
+    return out
+
+
+def regular_runs(positions, rel: float) -> list:
+    """Sorted ``positions`` split into maximal runs of indices whose steps agree within
+    ``rel`` (a fraction) of the run's first step.
+
+    >>> regular_runs([0, 1, 2, 4, 6, 7], 0.01)
+    [[0, 1, 2], [3, 4], [5]]
+    """
+    runs, cur, step = [], [0], None
+    for i in range(1, len(positions)):
+        d = positions[i] - positions[i - 1]
+        if step is None or abs(d - step) <= rel * step:
+            cur.append(i)
+            step = d if step is None else step
+        else:
+            runs.append(cur)
+            cur, step = [i], None
+    runs.append(cur)
+    return runs
+
+
+def split_at_gaps(positions, nominal: float, max_gap: float):
+    """``(runs, gaps)``: sorted ``positions`` split where a step exceeds ``max_gap`` times
+    ``nominal``; ``gaps`` are those steps (mm).
+
+    >>> split_at_gaps([0, 1, 2, 6, 7], 1.0, 3.0)
+    ([[0, 1, 2], [3, 4]], [4.0])
+    """
+    runs, cur, gaps = [], [0], []
+    for i in range(1, len(positions)):
+        d = positions[i] - positions[i - 1]
+        if d > max_gap * nominal:
+            runs.append(cur)
+            cur = []
+            gaps.append(float(d))
+        cur.append(i)
+    runs.append(cur)
+    return runs, gaps
+
+
+def placeholder_affine(pixel_spacing, slice_thickness) -> np.ndarray:
+    """Identity orientation, origin 0, ``pixel_spacing`` (row, column; 1 mm when None) and
+    ``slice_thickness`` (1 mm when None or not positive): NOT patient space.
+
+    >>> placeholder_affine((0.5, 0.7), None).diagonal().tolist()
+    [0.7, 0.5, 1.0, 1.0]
+    """
+    ps = pixel_spacing or (1.0, 1.0)
+    dz = slice_thickness if slice_thickness and slice_thickness > 0 else 1.0
+    return np.diag([float(ps[1]), float(ps[0]), float(dz), 1.0])
+
+
+def sheared_affine(orientation: Orientation, pixel_spacing, ipp_sorted) -> np.ndarray:
+    """The exact sheared grid of a regular tilted stack: the z column is the mean step between
+    the (N >= 2, 3) sorted slice origins, x and y the row and column directions.
+
+    >>> o, _ = check_orientation([1, 0, 0, 0, 1, 0])
+    >>> sheared_affine(o, (1, 1), [[0, 0, 0], [0, 0.5, 2], [0, 1, 4]])[:3, 2].tolist()
+    [0.0, 0.5, 2.0]
+    """
+    ipp = np.asarray(ipp_sorted, dtype=float)
+    aff = lps_affine(orientation, pixel_spacing, 1.0, ipp[0])
+    aff[:3, 2] = (ipp[-1] - ipp[0]) / (len(ipp) - 1)
+    return aff
+
+
+def plane_lattice_origin(orientation: Orientation, pixel_spacing, origin, x0: float,
+                         y0: float) -> np.ndarray:
+    """LPS position of pixel (column ``x0``, row ``y0``) of a slice at ``origin``."""
+    return (np.asarray(origin, float) + x0 * float(pixel_spacing[1]) * orientation.row
+            + y0 * float(pixel_spacing[0]) * orientation.col)
+
+
+def match_planes(planes_iop, planes_ipp, planes_ps, planes_shape_yx, iop, pixel_spacing,
+                 shape_yx, ipps, tol: Tolerances = DEFAULT_TOLERANCES) -> Optional[list]:
+    """Per target plane (``ipps`` (N, 3) with one ``iop``, ``pixel_spacing``, ``shape_yx``),
+    the index of the one candidate plane it lies on exactly (same rows/columns, IOP and
+    PixelSpacing within ``tol.same_grid_mm``, IPP within ``tol.plane_match_mm``); None when
+    any target has no such plane or several.
+
+    >>> match_planes([[1, 0, 0, 0, 1, 0]] * 2, [[0, 0, 1], [0, 0, 0]], [[1, 1]] * 2,
+    ...              [[4, 4]] * 2, [1, 0, 0, 0, 1, 0], [1, 1], (4, 4), [[0, 0, 0], [0, 0, 1]])
+    [1, 0]
+    """
+    if len(planes_iop) == 0:
+        return None
+    same = (np.all(np.asarray(planes_shape_yx) == tuple(shape_yx), axis=1)
+            & np.all(np.abs(np.asarray(planes_iop, float) - np.asarray(iop, float))
+                     <= tol.same_grid_mm, axis=1)
+            & np.all(np.abs(np.asarray(planes_ps, float) - np.asarray(pixel_spacing, float))
+                     <= tol.same_grid_mm, axis=1))
+    ipp = np.asarray(planes_ipp, float)
+    out = []
+    for target in np.asarray(ipps, float).reshape(-1, 3):
+        hits = np.flatnonzero(same & np.all(np.abs(ipp - target) <= tol.plane_match_mm, axis=1))
+        if len(hits) != 1:
+            return None
+        out.append(int(hits[0]))
+    return out

@@ -27,7 +27,7 @@ missing position instead, and each part says so in a finding (README "Damaged sl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Union
 
 import numpy as np
@@ -52,6 +52,9 @@ class Policy:
     no_geometry: bool = False     # --no-geometry: write images without IPP/IOP, flagged
     engine: str = "auto"          # --engine: decoder (auto or itk); never changes a voxel
     max_voxels: int = DEFAULT_MAX_VOXELS  # --max-voxels: largest output grid planned
+    #: every geometry tolerance (--spacing-tolerance sets ``spacing_rel``); scan and plan both
+    #: use these, so a stack is regular (or not) the same way in both
+    tolerances: geo.Tolerances = geo.DEFAULT_TOLERANCES
 
     def __post_init__(self):
         if self.tilt not in TILT_POLICIES:
@@ -67,12 +70,14 @@ class Policy:
             raise ValueError(f"max_gap must be above 1 (times the median step), got {self.max_gap}")
         if not (isinstance(self.max_voxels, int) and self.max_voxels > 0):
             raise ValueError(f"max_voxels must be a positive integer, got {self.max_voxels!r}")
+        if not isinstance(self.tolerances, geo.Tolerances):
+            raise ValueError(f"tolerances must be a geometry.Tolerances, got {self.tolerances!r}")
 
     def to_dict(self) -> dict:
         return {"tilt": self.tilt, "irregular": self.irregular, "spacing": self.spacing,
                 "interpolation": self.interpolation, "max_gap": self.max_gap,
                 "merge_4d": self.merge_4d, "no_geometry": self.no_geometry,
-                "max_voxels": self.max_voxels}
+                "max_voxels": self.max_voxels, "tolerances": asdict(self.tolerances)}
 
 
 DEFAULT_POLICY = Policy()
@@ -111,6 +116,11 @@ def _refuse(group: Group, code: str, message: str, **kw) -> GroupPlan:
 
 
 def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
+    """How ``group`` becomes volumes under ``policy`` (stacked, sheared, resampled, split, or
+    refused with findings).  The group must have been scanned with ``policy.tolerances``
+    (``dicomrecon.scan(source, policy=policy)``), so that a stack regular in the scan is
+    regular here; ValueError otherwise."""
+    check_tolerances(group, policy)
     if group.refused and policy.no_geometry and {f.code for f in group.reasons} == {"NO_GEOMETRY"}:
         slices = sorted(group.slices, key=lambda h: (h.instance_number or 0, h.frame, h.path))
         vp = VolumePlan(group, slices, None, "placeholder", None, [Finding(
@@ -136,7 +146,7 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
         sl = [group.slices[i] for i in run]
         sub = geo.analyse_stack(np.array([h.ipp for h in sl]), geom.orientation.row.tolist()
                                 + geom.orientation.col.tolist(), geom.pixel_spacing,
-                                gantry_tilt_tag=geom.tilt_tag_deg)
+                                gantry_tilt_tag=geom.tilt_tag_deg, tol=policy.tolerances)
         regular = sub.spacing.regular and not sub.spacing.n_duplicates
         if geom.is_tilted and len(sl) > 1:
             if policy.tilt == "preserve":
@@ -150,8 +160,29 @@ def plan_group(group: Group, policy: Policy = DEFAULT_POLICY) -> GroupPlan:
                 kind = "resample"
         else:
             kind = "stack" if regular else "resample"
-        plans.append(VolumePlan(group, sl, sub, kind, n if len(runs) > 1 else None, list(notes)))
+        extra = [sheared_note(geom.tilt_deg)] if kind == "sheared" else []
+        plans.append(VolumePlan(group, sl, sub, kind, n if len(runs) > 1 else None,
+                                list(notes) + extra))
     return _sized(GroupPlan(group, plans, []), policy)
+
+
+def sheared_note(tilt_deg: float) -> Finding:
+    """What a --tilt preserve (sheared) output means for the tools that read it."""
+    return Finding(
+        "SHEARED_GRID", WARNING,
+        f"the gantry tilt ({tilt_deg:.3g} deg) is kept as a sheared grid: SimpleITK/ITK cannot "
+        "open the NIfTI (ITK needs an orthonormal direction; this sform is not one) and opens "
+        "the NRRD with a non-orthonormal direction matrix; nibabel reads the NIfTI exactly. "
+        "For ITK, use --tilt resample", tag="(0018,1120)", value=round(float(tilt_deg), 4))
+
+
+def check_tolerances(group: Group, policy: Policy) -> None:
+    """ValueError when ``group`` was scanned with other tolerances than ``policy`` carries."""
+    if group.tolerances != policy.tolerances:
+        raise ValueError(
+            f"group {group.label} was scanned with {group.tolerances} but the policy carries "
+            f"{policy.tolerances}: scan with the same tolerances (dicomrecon.scan(source, "
+            "policy=policy), or discovery.scan(..., tol=policy.tolerances))")
 
 
 def _runs(group: Group, policy: Policy):
@@ -170,11 +201,11 @@ def _runs(group: Group, policy: Policy):
                        "place every slice correctly)", tag="(0020,0032)",
                        value=[s.minimum, s.nominal, s.maximum]), None
     if policy.irregular == "split":
-        runs = _regular_runs(positions, geo.DEFAULT_TOLERANCES.spacing_rel)
+        runs = geo.regular_runs(positions, policy.tolerances.spacing_rel)
         notes.append(Finding("SPLIT_IRREGULAR", WARNING,
                              f"{desc}: split into {len(runs)} regularly spaced volume(s)"))
         return runs, notes
-    runs, gaps = _split_at_gaps(positions, s.nominal, policy.max_gap)
+    runs, gaps = geo.split_at_gaps(positions, s.nominal, policy.max_gap)
     if gaps:
         notes.append(Finding(
             "SPLIT_AT_GAP", WARNING,
@@ -186,7 +217,7 @@ def _runs(group: Group, policy: Policy):
         return runs, notes
     why = no_fill_reason(group)
     if why:
-        runs, holes = _split_at_gaps(positions, s.nominal, min(policy.max_gap, 1.5))
+        runs, holes = geo.split_at_gaps(positions, s.nominal, min(policy.max_gap, 1.5))
         notes.append(Finding(
             "SPLIT_AT_MISSING", WARNING,
             f"{s.missing} missing slice(s) (steps at whole multiples of the median "
@@ -269,34 +300,6 @@ def grid_message(vp: VolumePlan, policy: Policy, voxels: int) -> str:
             f"for {vp.label}, more than --max-voxels {policy.max_voxels:,}"
             + (f" or {MAX_AXIS:,} along one axis" if max(vp.shape_xyz) > MAX_AXIS else "")
             + ": refused before decoding (raise --max-voxels, or choose a larger --spacing)")
-
-
-def _regular_runs(positions: np.ndarray, rel: float) -> list:
-    """Split sorted positions into maximal runs whose steps agree within ``rel``."""
-    runs, cur, step = [], [0], None
-    for i in range(1, len(positions)):
-        d = positions[i] - positions[i - 1]
-        if step is None or abs(d - step) <= rel * step:
-            cur.append(i)
-            step = d if step is None else step
-        else:
-            runs.append(cur)
-            cur, step = [i], None
-    runs.append(cur)
-    return runs
-
-
-def _split_at_gaps(positions: np.ndarray, nominal: float, max_gap: float):
-    runs, cur, gaps = [], [0], []
-    for i in range(1, len(positions)):
-        d = positions[i] - positions[i - 1]
-        if d > max_gap * nominal:
-            runs.append(cur)
-            cur = []
-            gaps.append(float(d))
-        cur.append(i)
-    runs.append(cur)
-    return runs, gaps
 
 
 __all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from .errors import InputError
 from .geometry import Finding
 
 #: The sidecar layout this code writes.
@@ -76,6 +78,7 @@ class SourceRecord:
     group: Union[str, Tuple[str, ...], None] = None     # a tuple for a 4D volume
     split_keys: Union[Mapping[str, Any], Tuple[Mapping[str, Any], ...], None] = None
     part: Optional[int] = None
+    pacs: Optional[Mapping[str, Any]] = omit_none()    # a remote source: URL, UIDs (no secrets)
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,37 @@ class FourthAxis:
     key: Union[str, Tuple[str, ...]]
     values: Tuple[Any, ...]
     note: str = ""
-    repetition_time_s: Optional[float] = omit_none()  # the 4th axis is time: NIfTI pixdim[4]
+    repetition_time_s: Optional[float] = omit_none()   # when the 4th axis is time (pixdim[4])
+
+
+@dataclass(frozen=True)
+class DiffusionRecord:
+    """The diffusion encoding of one volume (vendor.Diffusion): b-value, gradient direction in
+    patient (LPS) space, the raw vendor values and where they were read."""
+
+    b_value: Optional[float]
+    direction_lps: Optional[Tuple[float, ...]]
+    raw: Optional[Tuple[float, ...]]
+    frame: Optional[str]                 # "patient" or "image": how ``raw`` is expressed
+    source: Optional[str]
+    trace: bool = False
+    note: Optional[str] = omit_none()
+
+
+@dataclass(frozen=True)
+class DiffusionTable:
+    """The .bval/.bvec written beside a 4D diffusion volume (dicomrecon.bids.diffusion), with
+    every volume's own record; ``bvec`` is None (and ``note`` says why) when a direction is
+    unknown."""
+
+    bval: Optional[str]
+    bvec: Optional[str]
+    convention: Optional[str] = omit_none()
+    b_values: Optional[Tuple[float, ...]] = omit_none()
+    directions_lps: Optional[Tuple[Optional[Tuple[float, ...]], ...]] = omit_none()
+    sources: Optional[Tuple[str, ...]] = omit_none()
+    volumes: Optional[Tuple[DiffusionRecord, ...]] = omit_none()
+    note: Optional[str] = omit_none()
 
 
 @dataclass(frozen=True)
@@ -231,6 +264,8 @@ class Provenance:
     findings: Tuple[Finding, ...] = ()
     fourth_axis: Optional[FourthAxis] = omit_none()
     volumes: Optional[Tuple[VolumeEntry, ...]] = omit_none()
+    diffusion: Union[DiffusionTable, DiffusionRecord, None] = omit_none()
+    operations: Optional[Tuple[str, ...]] = omit_none()  # Volume.crop/pad/flip/... since read
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict:
@@ -239,12 +274,23 @@ class Provenance:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Provenance":
-        """Read a sidecar document back (a missing ``schema_version`` is version 1)."""
+        """Read a sidecar document back (a missing ``schema_version`` is version 1).
+
+        A BIDS sidecar (``convert --bids``: BIDS keys at the top level) is read from its
+        ``"dicomrecon"`` record."""
+        if "volume" not in doc and isinstance(doc.get("dicomrecon"), Mapping):
+            doc = doc["dicomrecon"]
         version = doc.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise ValueError(f"sidecar schema_version {version!r} is newer than this dicomrecon "
                              f"reads ({SCHEMA_VERSION}): upgrade dicomrecon")
         return load(cls, {**doc, "schema_version": SCHEMA_VERSION})
+
+    @classmethod
+    def from_file(cls, path) -> "Provenance":
+        """Read a sidecar file (``NAME.json``, plain or BIDS); InputError naming the file if
+        it is not one."""
+        return read_provenance(path)
 
     @property
     def is_4d(self) -> bool:
@@ -253,6 +299,25 @@ class Provenance:
     @property
     def all_findings(self) -> Tuple[Finding, ...]:
         return self.findings
+
+
+def read_provenance(path: str) -> Provenance:
+    """The typed provenance in a conversion's sidecar; InputError naming the file if it is not
+    one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            side = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the sidecar ({exc})")
+    if isinstance(side, dict) and "volume" not in side and isinstance(side.get("dicomrecon"), dict):
+        side = side["dicomrecon"]  # a --bids sidecar
+    if not (isinstance(side, dict) and "source" in side and "volume" in side):
+        raise InputError(f"{path}: not a dicomrecon sidecar (no 'source' and 'volume' fields)",
+                         hint="--like takes a DICOM folder or the NAME.json of a conversion")
+    try:
+        return Provenance.from_json(side)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: not a dicomrecon sidecar this version reads ({exc})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +408,12 @@ def _load_record(tp, data):
         raise ValueError(f"{tp.__name__}: {exc}") from None
 
 
+def frozen(v):
+    """Any JSON-able value (dicts, lists, numpy scalars) as the read-only form from_json gives:
+    tuples and mapping proxies, so a built record equals the one read back."""
+    return _freeze(dump(v))
+
+
 def _freeze(v):
     """JSON data kept as it is, with lists as tuples so that a record stays hashable-ish and
     cannot be changed through a shared list."""
@@ -355,4 +426,6 @@ def _freeze(v):
 
 __all__ = ["Provenance", "VolumeRecord", "SourceRecord", "SourceSlice", "OutputSlice", "Contribution",
            "ResampleRecord", "GeometryRecord", "ValuesRecord", "FourthAxis", "VolumeEntry",
-           "SCHEMA_VERSION", "dump", "load"]
+           "DiffusionRecord", "DiffusionTable", "SpacingRecord", "GridRecord", "FillRecord",
+           "SpacingStatsRecord",
+           "SCHEMA_VERSION", "dump", "load", "read_provenance"]

@@ -42,9 +42,18 @@ def _status(gp: GroupPlan) -> str:
     return what + (f" ({', '.join(dict.fromkeys(notes))})" if notes else "")
 
 
-def _split(g: Group) -> str:
+def _split(g: Group, varying: set) -> str:
+    """The split keys that tell ``g`` from its sibling groups, values in full (a value cut to
+    a width would make two groups look the same); all of them when none varies."""
     keys = {k: v for k, v in g.split_keys.items() if v is not None}
-    return ", ".join(f"{k}={v}" for k, v in keys.items())[:40] or "-"
+    shown = {k: v for k, v in keys.items() if k in varying} or keys
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
+
+
+def _varying(groups: list) -> set:
+    """Split keys whose values differ between the groups of one series."""
+    keys = {k for g in groups for k in g.split_keys}
+    return {k for k in keys if len({str(g.split_keys.get(k)) for g in groups}) > 1}
 
 
 def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
@@ -53,12 +62,13 @@ def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
     rows = []
     plans = {}
     for s in result.series:
+        varying = _varying(s.groups)
         for g in s.groups:
             desc = (s.description or "")[:28]
             plans[g.label] = gp = plan_group(g, policy)
             rows.append([g.label, g.first.modality or "-", desc or "-",
                          "x".join(map(str, g.shape_xyz)), g.describe_orientation(),
-                         _spacing(g), _tilt(g), _split(g), _status(gp)])
+                         _spacing(g), _tilt(g), _split(g, varying), _status(gp)])
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     out = [f"{result.root}: {result.n_files} file(s), {len(result.series)} series, "
@@ -66,7 +76,7 @@ def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
            line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     details = list(dict.fromkeys(
-        f"  {g.label} {f.severity}: {f.message}" for g in result.groups
+        f"  {g.label} {f.severity} {f.code}: {f.message}" for g in result.groups
         for f in g.findings + plans[g.label].refusals + [
             x for v in plans[g.label].volumes for x in v.findings]
         if f.severity != INFO))
@@ -77,9 +87,14 @@ def scan_table(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> str:
     return "\n".join(out)
 
 
+#: The layout of ``dicomrecon scan --json``; raised when a key changes meaning or goes away.
+SCAN_SCHEMA_VERSION = 1
+
+
 def scan_json(result: ScanResult, policy: Policy = DEFAULT_POLICY) -> dict:
     plans = {g.label: plan_group(g, policy) for g in result.groups}
     return {
+        "schema_version": SCAN_SCHEMA_VERSION,
         "policy": policy.to_dict(),
         "input": result.root,
         "files_read": result.n_files,

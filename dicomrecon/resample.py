@@ -27,7 +27,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from .geometry import Orientation
+from .geometry import Orientation, lps_affine, plane_lattice_origin
 
 EPS = 1e-6
 
@@ -111,11 +111,8 @@ def target_grid(orientation: Orientation, pixel_spacing: Sequence[float], ipp_so
         # slice exactly, so no acquired slice falls beyond the grid.
         dz = pos[-1] / max(1, round(pos[-1] / dz))
     nz = int(math.floor(pos[-1] / dz + EPS)) + 1 if len(pos) > 1 else 1
-    affine = np.eye(4)
-    affine[:3, 0] = orientation.row * dx
-    affine[:3, 1] = orientation.col * dy
-    affine[:3, 2] = orientation.normal * dz
-    affine[:3, 3] = ipp[0] + x0 * dx * orientation.row + y0 * dy * orientation.col
+    affine = lps_affine(orientation, pixel_spacing, dz,
+                        plane_lattice_origin(orientation, pixel_spacing, ipp[0], x0, y0))
     offsets = np.column_stack([u - x0, v - y0])
     return TargetGrid(affine, (nz, y1 - y0 + 1, x1 - x0 + 1), np.arange(nz) * dz, pos, offsets,
                       str(spacing))

@@ -3,7 +3,9 @@
 Conventions (the same as SimpleITK's):
 
 * ``array`` has shape ``(nz, ny, nx)`` (``(nz, ny, nx, 3)`` uint8 for RGB), as
-  ``SimpleITK.GetArrayFromImage`` gives: z = slice, y = row, x = column.
+  ``SimpleITK.GetArrayFromImage`` gives: z = slice, y = row, x = column.  A 4D volume
+  (``read_volumes(..., policy=Policy(merge_4d=True))``) is ``(nt, nz, ny, nx)``: nt 3D
+  volumes on one grid, the 4th axis key and values in ``provenance.fourth_axis``.
 * ``affine`` is ``(4, 4)`` and maps an index ``(x, y, z, 1)`` -- column, row, slice, in that
   order, the reverse of the array's axes -- to LPS millimetres, as ITK's origin, spacing and
   direction do.  So ``Volume.to_sitk()`` gives the same image, with the same axes, that
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
-from .geometry import (apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
+from .geometry import (DEFAULT_TOLERANCES, apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
                        reorientation, same_grid, subgrid_affine, world_to_index)
 
 _AXES = {"x": 0, "y": 1, "z": 2}
@@ -31,30 +34,80 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 class Volume:
     """A 3D image in patient space: ``array`` (nz, ny, nx) and an index (x, y, z) -> LPS affine.
 
-    ``metadata`` holds what dicomrecon knows of the volume's source (its plan, values,
-    processing, resample record) for the sidecar and for export; operations that make a new
-    volume (slicing, crop, pad, flip, reorientation) keep it and append to
-    ``metadata["operations"]``.  See the module docstring for how the axes relate to
-    SimpleITK's, highdicom's and nibabel's.
+    ``provenance`` is the typed, frozen record of where the volume came from (source series,
+    slices, plan kind, values, resample record, findings): a
+    :class:`~dicomrecon.provenance.Provenance`, whose ``to_json()`` is the sidecar, set for
+    every volume dicomrecon reads (``json.dumps(vol.provenance.to_json())`` works) and None for
+    one made from a bare array or image.  ``metadata`` holds the same knowledge in live objects
+    (its ``plan``, values, processing) for export and older callers.  Operations that make a new
+    volume (slicing, crop, pad, flip, reorientation) keep both, with the new grid, and append
+    to ``metadata["operations"]`` / ``provenance.operations``.  See the module docstring for how
+    the axes relate to SimpleITK's, highdicom's and nibabel's.
     """
 
     array: np.ndarray
     affine: np.ndarray                       # (4, 4) index (x, y, z) -> LPS mm
     metadata: dict = field(default_factory=dict)
+    provenance: Optional["Provenance"] = None  # noqa: F821 (dicomrecon.provenance)
 
     def __repr__(self) -> str:
-        shape = "x".join(map(str, self.shape_xyz))
+        shape = "x".join(map(str, self.shape_xyz + ((self.array.shape[0],) if self.is_4d else ())))
         sp = ", ".join(f"{v:.4g}" for v in self.spacing)
         o = ", ".join(f"{v:.4g}" for v in self.origin)
-        kind = self.metadata.get("plan").kind if self.metadata.get("plan") is not None else None
+        kind = self.provenance.reconstruction if self.provenance is not None else None
+        kind = f"{self.label} {kind}" if kind else None
         return (f"Volume({shape} {self.array.dtype}{' RGB' if self.is_rgb else ''}, "
                 f"orientation {self.orientation}, spacing ({sp}) mm, origin LPS ({o}) mm"
                 + (f", {kind}" if kind else "") + ")")
 
     @property
     def shape_xyz(self) -> tuple:
-        """(nx, ny, nz): the index ranges of the affine's x, y, z."""
-        return tuple(int(n) for n in self.array.shape[:3][::-1])
+        """(nx, ny, nz): the index ranges of the affine's x, y, z (of each 3D volume of a 4D)."""
+        spatial = self.array.shape[1:4] if self.is_4d else self.array.shape[:3]
+        return tuple(int(n) for n in spatial[::-1])
+
+    @property
+    def findings(self) -> tuple:
+        """Every finding about the volume's source and reconstruction (from its provenance)."""
+        return self.provenance.findings if self.provenance is not None else ()
+
+    @property
+    def is_4d(self) -> bool:
+        """(nt, nz, ny, nx): several 3D volumes on one grid (not RGB)."""
+        return self.array.ndim == 4 and not self.is_rgb
+
+    @property
+    def label(self) -> str:
+        """The group label ``dicomrecon scan`` prints ("7.1", "7.1p2", "7.1+7.2" for a 4D), or
+        "" for a volume dicomrecon did not read."""
+        src = self.provenance.source if self.provenance is not None else None
+        if src is None or src.group is None:
+            return ""
+        group = src.group if isinstance(src.group, str) else "+".join(src.group)
+        return group + (f"p{src.part}" if src.part else "")
+
+    def at(self, t: int) -> "Volume":
+        """Volume ``t`` of a 4D volume, as a 3D Volume on the same grid (its own values and
+        sources in ``provenance``)."""
+        if not self.is_4d:
+            raise ValueError(f"at({t}): this is a 3D volume {self.shape_xyz}, not a 4D one")
+        prov = self.provenance
+        if prov is not None and prov.volumes is not None:
+            from dataclasses import replace
+
+            from .recording import volume_record
+            e = prov.volumes[t]
+            prov = replace(prov, volume=volume_record(self.array[t], self.affine, "", "", False),
+                           source=replace(prov.source, group=e.group, split_keys=e.split_keys),
+                           values=e.values, slices=e.slices, source_slices=e.source_slices,
+                           resample=e.resample, volumes=None, fourth_axis=None)
+        return Volume(self.array[t], self.affine, {**self.metadata, "t": t}, prov)
+
+    def _spatial(self, what: str) -> None:
+        if self.is_4d:
+            raise ValueError(f"{what} works on a 3D volume; this one is 4D "
+                             f"{self.shape_xyz} x {self.array.shape[0]}: take volume t with "
+                             ".at(t) first")
 
     @property
     def orientation(self) -> str:
@@ -114,12 +167,20 @@ class Volume:
     def _derived(self, array, affine, operation: str) -> "Volume":
         meta = dict(self.metadata)
         meta["operations"] = list(meta.get("operations", [])) + [operation]
-        return Volume(array, affine, meta)
+        prov = self.provenance
+        if prov is not None:
+            from dataclasses import replace
+
+            from .recording import volume_record
+            grid = volume_record(array, affine, "", "", self.is_rgb)
+            prov = replace(prov, volume=grid, operations=tuple(meta["operations"]))
+        return Volume(array, affine, meta, prov)
 
     def __getitem__(self, key) -> "Volume":
         """``vol[z0:z1, y0:y1, x0:x1]`` (array order, like ``vol.array``): a sub-volume whose
         affine places every kept voxel where it was.  Integers keep their axis (length 1);
         steps, also negative, are allowed."""
+        self._spatial("indexing")
         key = key if isinstance(key, tuple) else (key,)
         if len(key) > 3 or any(k is Ellipsis for k in key):
             raise IndexError("index a Volume with up to three slices or integers (z, y, x)")
@@ -153,6 +214,7 @@ class Volume:
     def pad(self, width, value=0) -> "Volume":
         """Add ``width`` voxels of ``value`` around the volume: an int (every side), or
         ``((x_before, x_after), (y_before, y_after), (z_before, z_after))``."""
+        self._spatial("pad()")
         w = np.asarray(width, dtype=np.int64)
         if w.ndim == 1 and w.shape == (3,):  # (x, y, z): the same before and after
             w = np.repeat(w[:, None], 2, 1)
@@ -180,13 +242,14 @@ class Volume:
         """Permute and flip axes (no resampling) so that x, y, z increase towards the letters
         of ``code`` as nearly as the grid allows: "LPS" (DICOM/ITK), "RAS" (NIfTI), "SPL"...
         """
+        self._spatial("to_orientation()")
         order, flips, affine = reorientation(self.affine, self.shape_xyz, code)
         perm = [2 - order[2 - k] for k in range(3)]  # array axes (z, y, x) from old array axes
         array = np.transpose(self.array, perm + list(range(3, self.array.ndim)))
         key = tuple(slice(None, None, -1) if flips[2 - k] else slice(None) for k in range(3))
         return self._derived(np.ascontiguousarray(array[key]), affine, f"to_orientation {code}")
 
-    def geometry_equal(self, other, atol: float = 1e-4) -> bool:
+    def geometry_equal(self, other, atol: float = DEFAULT_TOLERANCES.same_grid_mm) -> bool:
         """Same shape and affine (within ``atol``) as another Volume or a SimpleITK image."""
         if not isinstance(other, Volume):
             other = Volume.from_sitk(other) if hasattr(other, "GetOrigin") else other
@@ -196,6 +259,7 @@ class Volume:
         """This volume's values on ``other``'s grid (a Volume or SimpleITK image), through
         SimpleITK; voxels of the new grid outside this volume get ``fill``."""
         import SimpleITK as sitk
+        self._spatial("resample_like()")
         ref = other.to_sitk() if isinstance(other, Volume) else other
         kinds = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
         if interpolation not in kinds:
@@ -215,17 +279,19 @@ class Volume:
         fmt = output_format(path)
         if fmt is None:
             raise ValueError(f"{path}: the name must end in .nii, .nii.gz, .nrrd or .mha")
+        fourth = self.provenance.fourth_axis if self.provenance is not None else None
         write_volume(path, self.array, self.affine, fmt, rgb=self.is_rgb,
-                     description="dicomrecon Volume.save")
+                     description="dicomrecon Volume.save",
+                     tr=fourth.repetition_time_s if fourth is not None else None)
         if sidecar:
             write_json(_sidecar_path(path), self._sidecar(os.path.basename(path), fmt))
         return path
 
     def _sidecar(self, filename: str, fmt: str) -> dict:
-        if self.metadata.get("plan") is not None and not self.metadata.get("operations"):
-            from .conversion import sidecar  # a conversion's own volume: its full sidecar
-            root = os.path.dirname(self.metadata["plan"].slices[0].path)
-            return sidecar(self, root, filename, fmt)
+        if self.provenance is not None:  # a volume dicomrecon read: its full provenance
+            from dataclasses import replace
+            prov = self.provenance
+            return replace(prov, volume=replace(prov.volume, file=filename, format=fmt)).to_json()
         origin, spacing, direction = decompose_affine(self.affine)
         return {"volume": {"file": filename, "format": fmt, "shape_xyz": list(self.shape_xyz),
                            "dtype": str(self.array.dtype), "components": 3 if self.is_rgb else 1,
@@ -251,6 +317,9 @@ class Volume:
         if os.path.isfile(side):
             with open(side) as fp:
                 vol.metadata["sidecar"] = json.load(fp)
+            if "source" in vol.metadata["sidecar"]:  # a dicomrecon volume's full provenance
+                from .provenance import Provenance
+                vol.provenance = Provenance.from_json(vol.metadata["sidecar"])
         return vol
 
     def to_dicom(self, outdir, **kwargs):
@@ -263,12 +332,12 @@ class Volume:
     def to_nibabel(self):
         """A ``nibabel.Nifti1Image``: array (x, y, z), RAS affine (sform and qform code 1)."""
         import nibabel as nib
-        data = np.ascontiguousarray(np.transpose(self.array, (2, 1, 0) + tuple(
-            range(3, self.array.ndim))))
+        axes = (3, 2, 1, 0) if self.is_4d else (2, 1, 0) + tuple(range(3, self.array.ndim))
+        data = np.ascontiguousarray(np.transpose(self.array, axes))
         if self.is_rgb:
             rgb = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
             data = np.ascontiguousarray(data).view(rgb)[..., 0]
-        img = nib.Nifti1Image(data, lps_to_ras(self.affine))
+        img = nib.Nifti1Image(data, lps_to_ras(self.affine))  # 4D: (x, y, z, t)
         img.set_sform(lps_to_ras(self.affine), code=1)
         if self.is_orthogonal:
             img.set_qform(lps_to_ras(self.affine), code=1)
@@ -292,6 +361,7 @@ class Volume:
     def to_highdicom(self):
         """A ``highdicom.Volume`` (patient coordinates): same array, affine in array order."""
         import highdicom as hd
+        self._spatial("to_highdicom()")
         if self.is_rgb:
             raise ValueError("to_highdicom() takes a scalar volume, not RGB")
         return hd.Volume(self.array, self.affine[:, [2, 1, 0, 3]], coordinate_system="PATIENT")
@@ -310,6 +380,7 @@ class Volume:
     def to_sitk(self):
         import SimpleITK as sitk
 
+        self._spatial("to_sitk()")
         if not self.is_orthogonal:
             raise ValueError("a sheared grid cannot be an ITK image (its direction must be "
                              "orthonormal); resample it first")
@@ -339,6 +410,7 @@ class Volume:
             import itk
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("to_itk() needs the itk package: pip install 'dicomrecon[itk]'") from exc
+        self._spatial("to_itk()")
         if not self.is_orthogonal:
             raise ValueError("a sheared grid cannot be an ITK image; resample it first")
         img = itk.image_from_array(np.ascontiguousarray(self.array))

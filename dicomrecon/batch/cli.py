@@ -22,9 +22,10 @@ def register(app: typer.Typer, main_cli) -> None:
     from ..sources.cli import pacs_options
     S = pacs_options()
 
-    @app.command("batch")
+    @app.command("batch", cls=main_cli.PlainUsageCommand)
     def batch_cmd(
-        inputs: Optional[List[str]] = typer.Argument(None, help="Folders (any nesting), files, "
+        inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT",
+                                                     help="Folders (any nesting), files, "
                                                      "DICOMDIR files, or PACS URLs "
                                                      "(http[s]://.../studies/UID[/series/UID], "
                                                      "dimse://AET@HOST:PORT/STUDY[/SERIES])."),
@@ -50,7 +51,7 @@ def register(app: typer.Typer, main_cli) -> None:
         tilt: main_cli.TiltPolicy = P["tilt"], irregular: main_cli.IrregularPolicy = P["irregular"],
         spacing: str = P["spacing"], interpolation: main_cli.Interp = P["interpolation"],
         max_gap: float = P["max_gap"], merge_4d: bool = P["merge_4d"],
-        no_geometry: bool = P["no_geometry"],
+        no_geometry: bool = P["no_geometry"], spacing_tolerance: float = P["spacing_tolerance"],
         calling_aet: str = S["calling_aet"], move_port: Optional[int] = S["move_port"],
         cache: Optional[Path] = S["cache"], ca_bundle: Optional[Path] = S["ca_bundle"],
         timeout: float = S["timeout"],
@@ -62,7 +63,8 @@ def register(app: typer.Typer, main_cli) -> None:
         series was written, 4 when any was refused or failed, 3 when no DICOM image was found.
         """
         policy = main_cli._make_policy(tilt, irregular, spacing, interpolation, max_gap,
-                                       merge_4d, no_geometry)
+                                       merge_4d, no_geometry,
+                                       spacing_tolerance=spacing_tolerance)
 
         def run():
             from contextlib import ExitStack

@@ -4,7 +4,6 @@ source instances it supplies."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,14 +11,16 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, RefusedError
-from ..geometry import SliceGeometry
+from ..geometry import DEFAULT_TOLERANCES, SliceGeometry
+from ..geometry import match_planes as match_plane_indices
+from ..provenance import read_provenance
 from ..volume import Volume
 from .common import new_uid
 
 
 #: Affines of a volume and its sidecar agree within this many mm (NIfTI stores the sform in
 #: float32).  The shear tolerance is geometry.ORTHO_TOL.
-SAME_GRID_MM = 1e-4
+SAME_GRID_MM = DEFAULT_TOLERANCES.same_grid_mm
 
 PATIENT_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
                     "PatientSex")
@@ -72,34 +73,26 @@ def _read_dicom(path: str):
 
 
 def is_sidecar(path: str) -> bool:
-    """True when ``path`` is a JSON sidecar written by dicomrecon convert."""
+    """True when ``path`` is a JSON sidecar written by dicomrecon convert (plain or --bids)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError):
+        read_provenance(path)
+    except InputError:
         return False
-    return isinstance(d, dict) and "dicomrecon_version" in d and "source" in d and "volume" in d
+    return True
 
 
 def reference_from_sidecar(path: str) -> Reference:
     """The reference a conversion's sidecar describes, checked against its source files."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            side = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the sidecar ({exc})")
-    if not (isinstance(side, dict) and "source" in side and "volume" in side):
-        raise InputError(f"{path}: not a dicomrecon sidecar (no 'source' and 'volume' fields)",
-                         hint="--like takes a DICOM folder or the NAME.json of a conversion")
-    src, vol = side["source"], side["volume"]
-    if side.get("reconstruction") == "placeholder":
+    prov = read_provenance(path)
+    src, vol = prov.source, prov.volume
+    if prov.reconstruction == "placeholder":
         raise RefusedError(f"{path}: the converted volume has no patient geometry (written with "
                            "--no-geometry); it cannot be a reference")
-    root = src.get("input") or ""
+    root = src.input or ""
     base = root if os.path.isdir(root) else os.path.dirname(root)
-    listed = side.get("source_slices") or side.get("slices") or []
-    files = {s["sop_instance_uid"]: os.path.join(base, s["file"]) for s in listed
-             if s.get("file") and s.get("sop_instance_uid")}
+    listed = prov.source_slices or prov.slices or ()
+    files = {s.sop_instance_uid: os.path.join(base, s.file) for s in listed
+             if getattr(s, "file", None) and s.sop_instance_uid}
     if not files:
         raise InputError(f"{path}: the sidecar lists no source files", hint="pass --like with "
                          "the source DICOM folder instead")
@@ -108,6 +101,27 @@ def reference_from_sidecar(path: str) -> Reference:
         raise InputError(f"{path}: {len(missing)} of its {len(files)} source DICOM file(s) are not "
                          f"readable, e.g. {missing[0]} (the sidecar's source.input is {root!r})",
                          hint="pass --like with the source DICOM folder, or --standalone")
+    classes = _source_classes(path, files)
+    if prov.reconstruction == "resample":
+        per_slice = [[s.sop_instance_uid for s in sl.sources if s.weight > 0]
+                     for sl in prov.slices or ()]
+        preserved = False
+    else:
+        per_slice = [[sl.sop_instance_uid] for sl in prov.slices or ()]
+        preserved = True
+    thick = (prov.tags or {}).get("SliceThickness")
+    return Reference(
+        "sidecar", os.path.abspath(path), next(iter(files.values())), src.modality or "",
+        src.series_instance_uid, src.study_instance_uid, src.series_number,
+        src.series_description or "", vol.affine, tuple(vol.shape_xyz or ()), per_slice,
+        preserved, classes,
+        slice_thickness=float(thick) if isinstance(thick, (int, float)) and thick > 0 else None,
+        reconstruction=prov.reconstruction)
+
+
+def _source_classes(path: str, files: dict) -> dict:
+    """SOPClassUID of every source file, checking that each still has the listed
+    SOPInstanceUID."""
     from ..engine.gdcm_headers import read_uids
     classes = {}
     found = read_uids(list(files.values()))  # one GDCM pass over the sources
@@ -118,21 +132,7 @@ def reference_from_sidecar(path: str) -> Reference:
                              f"'{sop}', the sidecar {path} says '{uid}': "
                              "the source changed since the conversion")
         classes[uid] = sop_class
-    if side.get("reconstruction") == "resample":
-        per_slice = [[s["sop_instance_uid"] for s in sl.get("sources", [])
-                      if s.get("weight", 1) > 0] for sl in side.get("slices", [])]
-        preserved = False
-    else:
-        per_slice = [[sl["sop_instance_uid"]] for sl in side.get("slices", [])]
-        preserved = True
-    thick = (side.get("tags") or {}).get("SliceThickness")
-    return Reference(
-        "sidecar", os.path.abspath(path), next(iter(files.values())), src.get("modality") or "",
-        src.get("series_instance_uid"), src.get("study_instance_uid"), src.get("series_number"),
-        src.get("series_description") or "", np.asarray(vol["affine_lps"], float),
-        tuple(vol["shape_xyz"]), per_slice, preserved, classes,
-        slice_thickness=float(thick) if isinstance(thick, (int, float)) and thick > 0 else None,
-        reconstruction=side.get("reconstruction", ""))
+    return classes
 
 
 def reference_from_volume(vol: Volume) -> Optional[Reference]:
@@ -199,22 +199,14 @@ def reference_from_dicom(path: str) -> Reference:
 
 def match_planes(ref: Reference, geom: SliceGeometry, shape_yx: tuple):
     """Per written slice, the one reference image on exactly that plane (same Rows/Columns,
-    IOP within 1e-4, PixelSpacing within 1e-4 mm, IPP within 1e-3 mm), or None."""
+    IOP and PixelSpacing within Tolerances.same_grid_mm, IPP within .plane_match_mm:
+    geometry.match_planes), or None."""
     if not ref.planes:
         return None
-    iop = np.array([p[0] for p in ref.planes])
-    ipp = np.array([p[1] for p in ref.planes])
-    ps = np.array([p[2] for p in ref.planes])
-    size = np.array([(p[3], p[4]) for p in ref.planes])
-    same = (np.all(size == shape_yx, axis=1) & np.all(np.abs(iop - geom.iop) <= 1e-4, axis=1)
-            & np.all(np.abs(ps - np.asarray(geom.pixel_spacing)) <= 1e-4, axis=1))
-    out = []
-    for target in geom.ipps:
-        hits = np.flatnonzero(same & np.all(np.abs(ipp - target) <= 1e-3, axis=1))
-        if len(hits) != 1:
-            return None
-        out.append(ref.planes[hits[0]][5])
-    return out
+    hits = match_plane_indices([p[0] for p in ref.planes], [p[1] for p in ref.planes],
+                               [p[2] for p in ref.planes], [(p[3], p[4]) for p in ref.planes],
+                               geom.iop, geom.pixel_spacing, shape_yx, geom.ipps)
+    return None if hits is None else [ref.planes[i][5] for i in hits]
 
 
 def same_grid(ref: Reference, shape_zyx: tuple, affine: np.ndarray) -> bool:

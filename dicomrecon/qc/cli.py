@@ -10,9 +10,11 @@ import typer
 def register(app: typer.Typer, run) -> None:
     """Add ``qc OUTDIR`` to ``app``; ``run(fn)`` is the CLI's one error handler."""
 
-    @app.command("qc")
+    from ..cli import PlainUsageCommand
+
+    @app.command("qc", cls=PlainUsageCommand)
     def qc_cmd(
-        outdir: Path = typer.Argument(..., help="The output folder of 'dicomrecon convert' "
+        outdir: Path = typer.Argument(..., metavar="OUTDIR", help="The output folder of 'dicomrecon convert' "
                                       "(holding dicomrecon-report.json and the sidecars)."),
     ):
         """Write OUTDIR/qc/index.html: mid-planes, before/after, slice positions and findings

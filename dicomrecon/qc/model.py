@@ -163,76 +163,84 @@ def _finding(d: dict) -> FindingText:
 
 
 def read_sidecar(path: str) -> VolumeInfo:
-    """One sidecar as a :class:`VolumeInfo`."""
-    side = _load(path)
-    vol, src = side["volume"], side["source"]
-    shape = tuple(vol.get("shape_xyz") or vol["shape_xyzt"])
-    first = side["volumes"][0] if "volumes" in side else side  # --4d: each volume's own slices
-    sources = _sources(src["input"], first)
-    group = src["group"]
+    """One sidecar (plain or --bids) as a :class:`VolumeInfo`, read through the typed
+    :class:`~dicomrecon.provenance.Provenance`."""
+    from ..provenance import read_provenance
+    prov = read_provenance(path)
+    vol, src = prov.volume, prov.source
+    shape = tuple(vol.shape_xyz or vol.shape_xyzt)
+    first = prov.volumes[0] if prov.volumes else prov  # --4d: each volume's own slices
+    group = src.group
     label = (group if isinstance(group, str) else "+".join(group)) + \
-        (f"p{src['part']}" if src.get("part") else "")
-    fourth = side.get("fourth_axis")
+        (f"p{src.part}" if src.part else "")
     return VolumeInfo(
         label=label, group=group if isinstance(group, str) else group[0],
-        sidecar=path, path=os.path.join(os.path.dirname(path), vol["file"]), fmt=vol["format"],
-        shape=shape, components=int(vol.get("components", 1)),
-        affine=np.asarray(vol["affine_lps"], float), reconstruction=side["reconstruction"],
-        part=src.get("part"),
-        series=SeriesInfo(src.get("series_instance_uid") or "", src.get("series_number"),
-                          src.get("series_description") or "", src.get("modality") or "",
-                          src.get("manufacturer") or ""),
-        split_keys=src.get("split_keys"), policy=side.get("policy") or {},
-        findings=[_finding(f) for f in side.get("findings", [])],
-        processing=list(side.get("processing", [])), sources=sources,
-        positions=_positions(label, side.get("geometry"), first, side.get("resample")),
-        resample=_resample(first.get("resample") or side.get("resample"), first),
-        fourth_axis=None if fourth is None else str(fourth.get("key")),
+        sidecar=path, path=os.path.join(os.path.dirname(path), vol.file), fmt=vol.format,
+        shape=shape, components=int(vol.components), affine=vol.affine,
+        reconstruction=prov.reconstruction, part=src.part,
+        series=SeriesInfo(src.series_instance_uid or "", src.series_number,
+                          src.series_description or "", src.modality or "",
+                          src.manufacturer or ""),
+        split_keys=_plain(src.split_keys), policy=dict(prov.policy or {}),
+        findings=[FindingText(f.code or "", f.severity or "", f.message or "")
+                  for f in prov.findings],
+        processing=list(prov.processing), sources=_sources(src.input, first),
+        positions=_positions(label, prov.geometry, first, prov.resample),
+        resample=_resample(first.resample or prov.resample, first),
+        fourth_axis=None if prov.fourth_axis is None else _key_text(prov.fourth_axis.key),
         n_fourth=shape[3] if len(shape) == 4 else 1)
 
 
-def _source_list(side: dict) -> list:
-    """Per source slice dicts, ascending along the normal: ``source_slices`` of a resampled
-    volume, ``slices`` of a stacked one."""
-    return side.get("source_slices") or side.get("slices") or []
+def _plain(v):
+    """A frozen JSON value (tuples, mapping proxies) as plain lists and dicts."""
+    from ..provenance import dump
+    return dump(v)
 
 
-def _sources(root: str, side: dict) -> list:
+def _key_text(key) -> str:
+    return str(list(key) if isinstance(key, tuple) else key)
+
+
+def _source_list(rec) -> tuple:
+    """Source slices ascending along the normal: ``source_slices`` of a resampled volume,
+    ``slices`` of a stacked one."""
+    return rec.source_slices or rec.slices or ()
+
+
+def _sources(root: str, rec) -> list:
     base = root if os.path.isdir(root) else os.path.dirname(root)
-    return [SourceSlice(os.path.join(base, s["file"]), s.get("sop_instance_uid") or "",
-                        int(s.get("frame") or s.get("tile") or 1) - 1)
-            for s in _source_list(side) if "file" in s]
+    return [SourceSlice(os.path.join(base, s.file), s.sop_instance_uid or "",
+                        int(s.frame or s.tile or 1) - 1)
+            for s in _source_list(rec) if getattr(s, "file", None)]
 
 
-def _positions(label: str, geom: Optional[dict], side: dict, resample: Optional[dict]):
-    if not geom or geom.get("slice_normal") is None:
+def _positions(label: str, geom, rec, resample):
+    if geom is None or geom.slice_normal is None:
         return None
-    ipps = np.array([s["image_position_patient"] for s in _source_list(side)], float)
-    tilt = (resample or {}).get("tilt_deg_from_positions")
+    ipps = np.array([s.image_position_patient for s in _source_list(rec)], float)
+    tilt = resample.tilt_deg_from_positions if resample is not None else None
     return StackPositions(
         label=label, ipps=ipps.reshape(-1, 3),
-        positions=np.asarray(geom["slice_positions_mm"], float),
-        row=np.asarray(geom["row_cosine"], float), col=np.asarray(geom["column_cosine"], float),
-        normal=np.asarray(geom["slice_normal"], float),
-        nominal=_float(geom["spacing"].get("nominal")),
-        tilt_deg=_float(geom.get("tilt_deg_from_positions") if tilt is None else tilt))
+        positions=np.asarray(geom.slice_positions_mm, float),
+        row=np.asarray(geom.row_cosine, float), col=np.asarray(geom.column_cosine, float),
+        normal=np.asarray(geom.slice_normal, float),
+        nominal=_float(geom.spacing.nominal),
+        tilt_deg=_float(geom.tilt_deg_from_positions if tilt is None else tilt))
 
 
 def _float(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _resample(info: Optional[dict], side: dict) -> Optional[ResampleInfo]:
-    if not info:
+def _resample(info, rec) -> Optional[ResampleInfo]:
+    if info is None:
         return None
-    fill = info.get("fill") or {}
     return ResampleInfo(
-        fill_value=float(fill.get("value", 0.0)), fill_voxels=int(fill.get("voxels", 0)),
-        fill_fraction=float(fill.get("fraction", 0.0)),
-        z_positions=np.array([s["position_mm"] for s in side.get("slices", [])], float),
-        src_offsets=np.asarray(info.get("source_slice_offsets_px") or [], float).reshape(-1, 2),
-        interpolation=info.get("interpolation", ""),
-        spacing_mm=float(info.get("spacing_after_mm") or 0.0))
+        fill_value=float(info.fill.value), fill_voxels=int(info.fill.voxels),
+        fill_fraction=float(info.fill.fraction),
+        z_positions=np.array([s.position_mm for s in rec.slices or ()], float),
+        src_offsets=np.asarray(info.source_slice_offsets_px or [], float).reshape(-1, 2),
+        interpolation=info.interpolation, spacing_mm=float(info.spacing_after_mm or 0.0))
 
 
 def _link_siblings(volumes: list) -> None:

@@ -65,9 +65,11 @@ def register(app: typer.Typer, run) -> None:
     """Add ``dicomrecon query`` to the app; ``run`` is the CLI's one error handler."""
     o = pacs_options()
 
-    @app.command("query")
+    from ..cli import PlainUsageCommand
+
+    @app.command("query", cls=PlainUsageCommand)
     def query_cmd(
-        url: str = typer.Argument(..., help="http[s]://HOST[:PORT]/ROOT[/studies/UID] or "
+        url: str = typer.Argument(..., metavar="URL", help="http[s]://HOST[:PORT]/ROOT[/studies/UID] or "
                                   "dimse://AET@HOST:PORT[/UID]"),
         patient_id: Optional[str] = typer.Option(None, "--patient-id", help="PatientID "
                                                  "(wildcards * and ? allowed)."),
