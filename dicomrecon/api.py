@@ -166,7 +166,8 @@ def read_volumes(source, *, policy: Optional[Policy] = None,
     """
     import warnings
 
-    from .conversion import load_4d, load_plan, merge_sets
+    from .conversion import load_4d, load_plan
+    from .fourth_axis import merge_sets
     policy = _with_engine(policy, engine)
     result = source if isinstance(source, ScanResult) else scan(source, policy=policy)
     out = []

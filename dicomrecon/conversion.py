@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 
 import numpy as np
@@ -12,28 +11,19 @@ from typing import Callable, Optional
 
 from . import __version__
 from .decode import DecodeError, check_finite, decode
-from .discovery import Group, ScanResult, Series, scan, sort_key
+from .discovery import Group, ScanResult, Series, scan
 from .errors import AmbiguousInputError, ExitCode, GridError, OutputError, RefusedError, shown
-from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group
+from .plan import DEFAULT_POLICY, Policy, VolumePlan, plan_group, stack_affine
 from .resample import _is_explicit, resample, target_grid, uncovered_mm
 from . import geometry as geo
+from .fourth_axis import fourth_axis_keys, merge_sets, time_axis_tr
+from .naming import DEFAULT_NAME, NAME_TOKENS, UniqueNames, output_stem
 from .geometry import ERROR, WARNING, Finding
 from .provenance import DiffusionTable, Provenance, frozen, load
 from .recording import provenance_4d, provenance_of
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
 
-#: Default output name: SeriesNumber, then SeriesDescription.  See README "Output names".
-DEFAULT_NAME = "%n_%d"
-NAME_TOKENS = {
-    "%n": "SeriesNumber (0020,0011)",
-    "%d": "SeriesDescription (0008,103E)",
-    "%m": "Modality (0008,0060)",
-    "%p": "ProtocolName (0018,1030)",
-    "%i": "PatientID (0010,0020)",
-    "%u": "SeriesInstanceUID (0020,000E)",
-    "%g": "group index within the series (1, 2, ...)",
-}
 REPORT_NAME = "dicomrecon-report.json"
 
 
@@ -120,12 +110,6 @@ def check_affine(affine: np.ndarray, vp: VolumePlan) -> None:
         code="GEOMETRY_OUT_OF_RANGE")
 
 
-def stack_affine(vp: VolumePlan):
-    """LPS affine of a plan stacked as acquired (single slice: SliceThickness or 1 mm)."""
-    thickness = vp.slices[0].slice_thickness
-    return vp.geometry.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
-
-
 def placeholder_affine(first):
     """Identity orientation, origin 0, PixelSpacing (or 1 mm) and SliceThickness (or 1 mm)."""
     return geo.placeholder_affine(first.pixel_spacing, first.slice_thickness)
@@ -195,65 +179,6 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
 
 
 # --------------------------------------------------------------------------------------------
-def _clean(text: str) -> str:
-    """A file-name part: letters (any script, NFC) and digits kept, `.` and `-` kept, anything
-    else (spaces, slashes, punctuation, control characters) becomes one `_`."""
-    import unicodedata
-    text = unicodedata.normalize("NFC", text)
-    text = re.sub(r"[^\w.-]+", "_", text).strip("._-")
-    return re.sub(r"_+", "_", text)[:80]
-
-
-def output_stem(series: Series, group: Group, template: str = DEFAULT_NAME, *,
-                group_suffix: bool = True) -> str:
-    f = group.first
-    values = {
-        "%n": "" if f.series_number is None else str(f.series_number),
-        "%d": f.series_description, "%m": f.modality, "%p": f.text.protocol_name,
-        "%i": f.patient_id, "%u": f.series_instance_uid, "%g": str(group.index),
-    }
-    name = re.sub(r"%[a-z]", lambda m: values.get(m.group(0), m.group(0)), template)
-    name = _clean(name) or "series"
-    if group_suffix and len(series.groups) > 1 and "%g" not in template:
-        name += split_suffix(group.split_keys) or f"_g{group.index}"
-    return name
-
-
-#: Name suffix per split key (README "Output names"); keys not listed give ``_g<index>``.
-_COMPONENT_SUFFIX = {"P": "_ph", "R": "_real", "I": "_imag", "FIELD_MAP": "_fmap"}
-
-
-def split_suffix(keys: dict) -> str:
-    r"""What tells a group apart from its siblings, as a name suffix (``_e2``, ``_ph``,
-    ``_b1000``, ``_trace``, ``_t3``...); empty when no key has a suffix (orientation, matrix,
-    gradient direction, repeats...).
-
-    >>> split_suffix({"EchoNumbers": "2", "ImageType": "ORIGINAL\\M"})
-    '_e2'
-    >>> split_suffix({"ImageType": "ORIGINAL\\P", "DiffusionBValue": 1000.0})
-    '_ph_b1000'
-    """
-    out = ""
-    kind = str(keys.get("ImageType") or "").split("\\")
-    if "ImageType" in keys:
-        out += "".join(_COMPONENT_SUFFIX[k] for k in kind[1:] if k in _COMPONENT_SUFFIX)
-        out += "_loc" if "LOCALIZER" in kind else ""
-        out += "_derived" if kind and kind[0] == "DERIVED" else ""
-    if keys.get("EchoNumbers") is not None:
-        out += f"_e{_clean(str(keys['EchoNumbers']))}"
-    elif keys.get("EchoTime") is not None:
-        out += f"_te{float(keys['EchoTime']):g}"
-    if keys.get("DiffusionTrace"):
-        out += "_trace"
-    if keys.get("DiffusionBValue") is not None:
-        out += f"_b{float(keys['DiffusionBValue']):g}"
-    for key, tag in (("TemporalPositionIdentifier", "_t"), ("TriggerTime", "_tt"),
-                     ("AcquisitionNumber", "_a")):
-        if keys.get(key) is not None:
-            out += f"{tag}{keys[key]:g}" if isinstance(keys[key], float) else f"{tag}{keys[key]}"
-    return out
-
-
 @dataclass
 class Output:
     group: str
@@ -353,7 +278,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     result = ConversionResult(scan_result)
     try:
         jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
-        names = _Names()
+        names = UniqueNames()
         ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
                        source)
         for job in jobs:
@@ -512,23 +437,6 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                              list(vp.group.damaged), notes), vol.array)
 
 
-#: 4th-axis keys that are time: a --4d NIfTI along them carries TR in pixdim[4].
-TIME_KEYS = ("TemporalPositionIdentifier", "AcquisitionNumber", "SOPInstanceUID", "repeat")
-
-
-def time_axis_tr(vps: list):
-    """The repetition time in seconds when the 4th axis of a --4d set is time (the volumes
-    differ only in a time key, none is diffusion-weighted) and every volume has the same
-    (0018,0080) RepetitionTime; else None (pixdim[4] stays 1, no time unit)."""
-    keys = fourth_axis_keys(vps)
-    if not keys or any(k not in TIME_KEYS for k in keys) or \
-            any(getattr(vp.slices[0].extra.get("diffusion"), "b", 0) > 0 for vp in vps):
-        return None
-    trs = {vp.slices[0].extra.get("RepetitionTime") for vp in vps}
-    tr = trs.pop() if len(trs) == 1 else None
-    return float(tr) / 1000.0 if isinstance(tr, (int, float)) and tr > 0 else None
-
-
 def _diffusion_4d(prov: Provenance, stem: str, vps: list, affine, tr) -> Provenance:
     """.bval/.bvec beside a 4D diffusion volume, recorded in its provenance (dicomrecon.bids);
     the time axis of a 4D time series."""
@@ -569,79 +477,6 @@ def _with_source(prov: Provenance, source: Optional[dict]) -> Provenance:
 def _stage(progress, stage: str, label: str):
     """``progress(stage, label, done, total)`` as a ``(done, total)`` callback, or None."""
     return (lambda done, total: progress(stage, label, done, total)) if progress else None
-
-
-class _Names:
-    """Unique output stems: a repeated stem gets _2, _3, ..."""
-
-    def __init__(self):
-        self.used: set = set()
-
-    def take(self, stem: str) -> str:
-        base, k = stem, 2
-        while stem in self.used:
-            stem, k = f"{base}_{k}", k + 1
-        self.used.add(stem)
-        return stem
-
-
-#: Split keys that --4d turns into the 4th axis, in the order volumes are sorted along it.
-#: Echoes are a 4th axis only when nothing else varies (multi-echo fMRI: one 4D per echo).
-FOURTH_AXIS_KEYS = ("DiffusionBValue", "DiffusionGradientOrientation",
-                    "TemporalPositionIdentifier", "TriggerTime", "AcquisitionNumber",
-                    "SOPInstanceUID", "repeat")
-ECHO_KEYS = ("EchoNumbers", "EchoTime")
-#: 4th-axis keys without a natural order: along them, volumes follow acquisition order.
-UNORDERED_KEYS = ("DiffusionGradientOrientation", "SOPInstanceUID", "repeat")
-
-
-def merge_sets(plans: list) -> list:
-    """Volume plans that --4d writes as one 4D volume, each list ordered along the 4th axis.
-
-    Members are repeats of one stack (same family and equal in every split key that is not a
-    4th-axis key: image type, orientation, ...), stacked as acquired on the same grid (shape
-    and affine), none partial.
-    """
-    buckets: dict = {}
-    for vp in plans:
-        g = vp.group
-        if vp.kind != "stack" or g.repeat_key is None or vp.part or \
-                any(f.code == "PARTIAL_VOLUME" for f in g.findings) or \
-                vp.slices[0].samples_per_pixel != 1 or vp.slices[0].extra.get("diffusion_trace"):
-            continue  # trace/isotropic diffusion images are never part of a 4D
-        others = tuple(sorted((k, str(v)) for k, v in g.split_keys.items()
-                              if k not in FOURTH_AXIS_KEYS + ECHO_KEYS))
-        aff = np.round(stack_affine(vp), 3).tobytes()
-        key = (g.family, others, len(vp.slices), vp.slices[0].rows, vp.slices[0].columns, aff)
-        buckets.setdefault(key, []).append(vp)
-    out = []
-    for vps in buckets.values():
-        varying = [k for k in FOURTH_AXIS_KEYS
-                   if len({str(v.group.split_keys.get(k)) for v in vps}) > 1]
-        echoes = [k for k in ECHO_KEYS if len({str(v.group.split_keys.get(k)) for v in vps}) > 1]
-        if varying and echoes:  # one 4D per echo, along the other keys
-            per_echo: dict = {}
-            for v in vps:
-                per_echo.setdefault(tuple(str(v.group.split_keys.get(k)) for k in echoes),
-                                    []).append(v)
-            sets = list(per_echo.values())
-        else:
-            sets = [vps]
-            varying = varying or echoes
-        ordered = [k for k in varying if k not in UNORDERED_KEYS]
-        for members in sets:
-            if len(members) > 1:  # natural order of the keys, then acquisition order
-                out.append(sorted(members, key=lambda v: tuple(
-                    sort_key(v.group.split_keys.get(k)) for k in ordered) + (
-                    min(h.instance_number or 0 for h in v.slices),)))
-    return out
-
-
-def fourth_axis_keys(plans: list) -> list:
-    """The split keys whose values differ along a --4d set."""
-    keys = [k for k in FOURTH_AXIS_KEYS + ECHO_KEYS
-            if len({str(p.group.split_keys.get(k)) for p in plans}) > 1]
-    return keys
 
 
 def sidecar(vol: Volume, root: str, filename: str, fmt: str) -> dict:

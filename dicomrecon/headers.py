@@ -573,11 +573,21 @@ def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool 
     return rows, cols, bits_alloc, native, _syntax_problem(ts, length)
 
 
+def native_pixel_bytes(rows: int, cols: int, spp: int, frames: int, bits: int) -> int:
+    """Bytes of native (uncompressed) pixel data: Rows x Columns x SamplesPerPixel x frames
+    samples of BitsAllocated bits, without the pad byte to an even length.
+
+    >>> native_pixel_bytes(512, 512, 1, 1, 16), native_pixel_bytes(3, 3, 1, 1, 1)
+    (524288, 2)
+    """
+    return (rows * cols * spp * frames * bits + 7) // 8
+
+
 def _check_pixel_length(path: str, values, tag: int, dims: tuple, length: int, left: int) -> None:
     """Native pixel data must hold exactly Rows x Columns x SamplesPerPixel x frames samples
     (plus one pad byte to an even length); anything else is damage, named as such."""
     rows, cols, spp, frames, bits = dims
-    expected = (rows * cols * spp * frames * bits + 7) // 8
+    expected = native_pixel_bytes(rows, cols, spp, frames, bits)
     have = max(0, min(length, left))
     name = f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{PIXEL_DATA_TAGS[tag]}'"
     what = (f"{rows}x{cols}x{spp} sample(s) x {frames} frame(s) of {bits}-bit samples, from "

@@ -302,4 +302,10 @@ def grid_message(vp: VolumePlan, policy: Policy, voxels: int) -> str:
             + ": refused before decoding (raise --max-voxels, or choose a larger --spacing)")
 
 
-__all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group"]
+def stack_affine(vp: VolumePlan):
+    """LPS affine of a plan stacked as acquired (single slice: SliceThickness or 1 mm)."""
+    thickness = vp.slices[0].slice_thickness
+    return vp.geometry.affine(single_slice_spacing=thickness if thickness and thickness > 0 else 1.0)
+
+
+__all__ = ["Policy", "DEFAULT_POLICY", "VolumePlan", "GroupPlan", "plan_group", "stack_affine"]

@@ -29,7 +29,7 @@ _STUDY_TOKENS = tuple(STUDY_TOKENS)
 
 def layout_tokens() -> dict:
     """Every layout token and what it stands for: convert's NAME_TOKENS and the study tokens."""
-    from ..conversion import NAME_TOKENS
+    from ..naming import NAME_TOKENS
     return {**NAME_TOKENS, **STUDY_TOKENS}
 
 
@@ -63,7 +63,7 @@ def check_layout(template: str) -> list:
 
 
 def study_values(series, study_id: str) -> dict:
-    from ..conversion import _clean
+    from ..naming import clean_name as _clean
     f = series.first
     uid = f.study_instance_uid or ""
     return {"%a": _clean(f.text.study_date or "") or "nodate",
@@ -72,7 +72,7 @@ def study_values(series, study_id: str) -> dict:
 
 
 def _folder(series, parts: list, values: dict) -> str:
-    from ..conversion import output_stem
+    from ..naming import output_stem
     out = []
     for part in parts:
         text = re.sub("|".join(_STUDY_TOKENS), lambda m: values[m.group(0)], part)
@@ -90,7 +90,7 @@ def place(series_list: list, template: str, study_ids: dict) -> dict:
     SeriesNumber and SeriesDescription, say) both get the first 8 hex digits of the sha1 of
     their SeriesInstanceUID appended, which is stable from run to run.
     """
-    from ..conversion import output_stem
+    from ..naming import output_stem
     parts = check_layout(template)
     out, stems = {}, {}
     for s in series_list:
