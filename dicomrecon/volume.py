@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Volume:
     one made from a bare array or image.  ``metadata`` holds the same knowledge in live objects
     (its ``plan``, values, processing) for export and older callers.  Operations that make a new
     volume (slicing, crop, pad, flip, reorientation) keep both, with the new grid, and append
-    to ``metadata["operations"]`` / ``provenance.operations``.  See the module docstring for how
+    to ``operations`` (and ``provenance.operations``).  See the module docstring for how
     the axes relate to SimpleITK's, highdicom's and nibabel's.
     """
 
@@ -49,6 +49,7 @@ class Volume:
     affine: np.ndarray                       # (4, 4) index (x, y, z) -> LPS mm
     metadata: dict = field(default_factory=dict)
     provenance: Optional["Provenance"] = None  # noqa: F821 (dicomrecon.provenance)
+    operations: Tuple[str, ...] = ()         # crop/pad/flip/... applied since it was read
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.shape_xyz + ((self.array.shape[0],) if self.is_4d else ())))
@@ -101,7 +102,7 @@ class Volume:
                            source=replace(prov.source, group=e.group, split_keys=e.split_keys),
                            values=e.values, slices=e.slices, source_slices=e.source_slices,
                            resample=e.resample, volumes=None, fourth_axis=None)
-        return Volume(self.array[t], self.affine, {**self.metadata, "t": t}, prov)
+        return Volume(self.array[t], self.affine, {**self.metadata, "t": t}, prov, self.operations)
 
     def _spatial(self, what: str) -> None:
         if self.is_4d:
@@ -165,16 +166,15 @@ class Volume:
 
     # --- new volumes from this one, without resampling ---------------------------------------
     def _derived(self, array, affine, operation: str) -> "Volume":
-        meta = dict(self.metadata)
-        meta["operations"] = list(meta.get("operations", [])) + [operation]
+        operations = self.operations + (operation,)
         prov = self.provenance
         if prov is not None:
             from dataclasses import replace
 
             from .recording import volume_record
             grid = volume_record(array, affine, "", "", self.is_rgb)
-            prov = replace(prov, volume=grid, operations=tuple(meta["operations"]))
-        return Volume(array, affine, meta, prov)
+            prov = replace(prov, volume=grid, operations=operations)
+        return Volume(array, affine, dict(self.metadata), prov, operations)
 
     def __getitem__(self, key) -> "Volume":
         """``vol[z0:z1, y0:y1, x0:x1]`` (array order, like ``vol.array``): a sub-volume whose
@@ -299,7 +299,7 @@ class Volume:
                            "affine_ras": lps_to_ras(self.affine).tolist(),
                            "origin_lps": origin.tolist(), "spacing": spacing.tolist(),
                            "direction_lps": direction.tolist()},
-                "operations": list(self.metadata.get("operations", []))}
+                "operations": list(self.operations)}
 
     @classmethod
     def load(cls, path) -> "Volume":
@@ -317,6 +317,7 @@ class Volume:
         if os.path.isfile(side):
             with open(side) as fp:
                 vol.metadata["sidecar"] = json.load(fp)
+            vol.operations = tuple(vol.metadata["sidecar"].get("operations") or ())
             if "source" in vol.metadata["sidecar"]:  # a dicomrecon volume's full provenance
                 from .provenance import Provenance
                 vol.provenance = Provenance.from_json(vol.metadata["sidecar"])
