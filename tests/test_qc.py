@@ -325,8 +325,10 @@ def test_cli_convert_qc_scan_qc_and_qc(corpus, tmp_path, monkeypatch):
     shutil.copytree(tmp_path / "out" / "qc", tmp_path / "from_memory")
     r = runner.invoke(app, ["qc", str(tmp_path / "out")])
     assert r.exit_code == 0 and "index.html" in r.output
-    # convert --qc kept the planes in memory; qc read the volume back: the same pictures
-    for name in ("v1_plane0.png", "v1_plane1.png", "v1_plane2.png", "v1_after.png"):
+    # convert --qc kept the planes and the naive stack's plane in memory and drew the plot
+    # while writing; qc read the volume back and decoded the sources again: the same pictures
+    for name in ("v1_plane0.png", "v1_plane1.png", "v1_plane2.png", "v1_after.png",
+                 "v1_before.png", "v1_positions.png"):
         assert (tmp_path / "from_memory" / "img" / name).read_bytes() == \
             (tmp_path / "out" / "qc" / "img" / name).read_bytes(), name
     # scan --qc: slice-position plots only, and it decodes no pixels
