@@ -28,9 +28,8 @@ class Collector:
     on_decoded=c.decoded)`` and ``c.kept`` to :func:`write_qc`.
 
     * ``decoded(plan, array)`` (before any resampling): the naive stack's plane of a resampled
-      volume (:func:`~.naive.source_cut_of_plan`), and its slice-position plot, drawn in the
-      background thread while the volume is resampled and written (numpy, file I/O and the
-      gzip compression release the interpreter lock);
+      volume (:func:`~.naive.source_cut_of_plan`), and its slice-position plot, drawn by the
+      helper process (:func:`preload`) while the volume is resampled and written;
     * ``__call__(output, array)`` (after writing): its mid-planes (a few hundred kB).
     """
 
@@ -57,55 +56,74 @@ class Collector:
 
 
 class _PrePlot:
-    """A slice-position plot drawn ahead of the page: the positions and, once drawn, the PNG
-    bytes and the data drawn.  The page uses it only if the sidecar holds the same positions."""
+    """A slice-position plot drawn ahead of the page: the positions and the future of the PNG
+    bytes and the data drawn.  The page uses it only if the sidecar holds the same positions,
+    and draws the plot itself if the helper failed."""
 
     def __init__(self, sp):
         self.sp = sp
         self.future = None
 
-    def __call__(self):
-        import io
-        from .positions import position_plot
-        buf = io.BytesIO()
-        data = position_plot(self.sp, buf)
-        return buf.getvalue(), data
+
+def _draw(sp):
+    """In the helper process: the plot of ``sp`` as PNG bytes, and the data drawn."""
+    import io
+    from .positions import position_plot
+    buf = io.BytesIO()
+    data = position_plot(sp, buf)
+    return buf.getvalue(), data
 
 
-_WORKER: list = []  # [ThreadPoolExecutor] once started
+_WORKER: list = []  # [ProcessPoolExecutor] once started
 
 
 def preload() -> None:
-    """Start the one background thread: it imports matplotlib and draws a tiny figure (fonts
-    loaded), then draws what :func:`_background` gives it.
+    """Start one helper process (forked now, while the process is small and has no other
+    thread) that imports matplotlib and draws a tiny figure (fonts loaded), then draws the
+    plots :func:`_background` sends it.
 
-    ``convert --qc`` calls this before converting: that fixed cost of the page then overlaps
-    with decoding and writing, which spend their time in numpy, file I/O and ISA-L, outside the
-    interpreter lock.  :func:`require_matplotlib` waits for it before any drawing.
+    ``convert --qc`` calls this before converting.  matplotlib's import (~0.5 s of CPU) and the
+    plots are pure Python: in a thread they held the interpreter lock against the conversion's
+    I/O and compression loop and slowed it by more than they cost (measured: decode + write
+    0.8 s -> 1.9 s); a process runs them on the other core.  :func:`require_matplotlib`
+    waits for it before the page is written.
     """
     if _WORKER:
         return
-    from concurrent.futures import ThreadPoolExecutor
-    _WORKER.append(ThreadPoolExecutor(1, thread_name_prefix="qc"))
-    _WORKER[0].submit(_warm)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform: the page draws its plots itself
+        return
+    _WORKER.append(ProcessPoolExecutor(1, mp_context=ctx, initializer=_warm))
+    _WORKER[0].submit(int)  # start it now
 
 
 def _warm() -> None:
+    """The helper's start: leave SIGINT to the parent (which cleans up and stops it), take
+    SIGTERM and SIGHUP's defaults (no handler of the parent's runs here), import and warm."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         fig = Figure(figsize=(1, 1), dpi=20)
         fig.add_subplot().plot([0, 1], label="x")
         FigureCanvasAgg(fig).draw()
-    except Exception:  # reported by require_matplotlib when the page is written
+    except Exception:  # the page then draws, or reports the missing extra
         pass
 
 
 def _background(job: _PrePlot) -> _PrePlot:
-    """Queue ``job`` on the background thread (after the import), or leave it to the page
-    when there is none."""
+    """Send ``job`` to the helper process, or leave it to the page when there is none."""
     if _WORKER:
-        job.future = _WORKER[0].submit(job)
+        try:
+            job.future = _WORKER[0].submit(_draw, job.sp)
+        except RuntimeError:  # the helper died (broken pool): the page draws it
+            job.future = None
     return job
 
 
@@ -117,13 +135,12 @@ def write_scan_qc(result, folder: str, policy=None) -> str:
 
 
 def require_matplotlib() -> None:
-    """Wait for the background thread's work; raise a one-line error naming the extra to
-    install when matplotlib is missing."""
+    """Wait for the helper's work; raise a one-line error naming the extra to install when
+    matplotlib is missing (found, not imported: the helper may have drawn everything)."""
     while _WORKER:
         _WORKER.pop().shutdown(wait=True)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
         from ..errors import DicomReconError
         raise DicomReconError("the QC report needs matplotlib, which is not installed",
                               hint="pip install 'dicomrecon[qc]'") from None

@@ -180,12 +180,23 @@ def _draw_fourth_axis(r: Rendered, vol: VolumeInfo, cuts: Cuts, imgdir: str) -> 
     r.strip = _plane_pictures(strip, window, imgdir, f"{r.anchor}_t", vol, STRIP_PX)
 
 
+def _predrawn(pre, sp: StackPositions):
+    """(PNG bytes, data) of a plot drawn ahead of the same positions, else None."""
+    if pre is None or pre.future is None or not same_positions(pre.sp, sp):
+        return None
+    try:
+        return pre.future.result()
+    except Exception:  # the helper failed: the page draws the plot itself
+        return None
+
+
 def plot_positions(sp: StackPositions, imgdir: str, anchor: str, pre=None):
     """The slice-position plot of ``sp`` as img/ANCHOR_positions.png, and the data drawn; a
     plot drawn ahead (``pre``, by convert --qc) is used when its positions are the same."""
     name = f"{anchor}_positions.png"
-    if pre is not None and pre.future is not None and same_positions(pre.sp, sp):
-        png, data = pre.future.result()
+    drawn = _predrawn(pre, sp)
+    if drawn is not None:
+        png, data = drawn
         with open(os.path.join(imgdir, name), "wb") as f:
             f.write(png)
     else:
