@@ -5,9 +5,9 @@ sheared grid (a tilted CT kept as acquired: the slice axis is not perpendicular 
 is drawn in world geometry: each slice's row is shifted by its origin's in-plane offset, so the
 picture is a parallelogram of true millimetres, never the index grid shown as a rectangle.
 It is displayed in a conventional way - the patient's right on the left of an axial image, the
-head at the top of a sagittal or coronal one - by flipping its axes; the letter on each edge is then what
-:func:`dicomrecon.geometry.patient_orientation` says for the direction that edge points to, so a
-flip can never make a letter wrong.
+head at the top of a sagittal or coronal one - by flipping its axes; the letter on each edge is
+then what :func:`dicomrecon.geometry.patient_orientation` says for the direction that edge
+points to, so a flip can never make a letter wrong.
 
 Arrays as everywhere in dicomrecon: a volume is ``(nz, ny, nx)`` (``(nz, ny, nx, 3)`` for RGB),
 its affine maps index ``(x, y, z)`` to LPS millimetres.
