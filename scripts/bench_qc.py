@@ -20,7 +20,7 @@ and it reports median wall and CPU (user + system) times and the ratio
 (convert --qc - convert) / convert: the extra time the page costs.  The target is <= 0.20 of
 wall time for the plain CT.  ``convert --qc`` keeps the mid-planes of each volume it writes
 (and the naive stack's plane of a resampled one) and imports matplotlib and draws the
-slice-position plot in a background thread while it converts; ``qc OUTDIR`` must read the
+slice-position plot in a forked helper process while it converts; ``qc OUTDIR`` must read the
 volumes back and decode the sources again.
 
 The children run with their bytecode cached (``PYTHONPYCACHEPREFIX`` in the work folder,
