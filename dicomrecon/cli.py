@@ -352,7 +352,7 @@ def convert_cmd(
                 local_input(input, fetch, bar) as (folder, source):
             result = convert(folder, str(output), fmt=fmt.value, series_uid=series,
                              name=name, policy=policy, progress=bar, on_output=keep,
-                             bids=bids, source=source)
+                             bids=bids, source=source, on_decoded=keep and keep.decoded)
         lost = {p for p, _ in result.damaged_files}
         for path, why in result.skipped:
             if not quiet or path in lost:  # a damaged slice of a written volume: always shown
@@ -372,7 +372,7 @@ def convert_cmd(
                                "skipped)")
         if qc:
             from .qc.cli import write_page
-            page = write_page(output, keep.cuts)
+            page = write_page(output, keep.kept)
             if not quiet:
                 typer.echo(f"wrote {page}")
         if result.exit_code:

@@ -46,11 +46,16 @@ def load_group(group: Group, *, policy: Policy = DEFAULT_POLICY, progress=None) 
     return load_plan(gp.volumes[0], policy=policy, progress=progress)
 
 
-def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None) -> Volume:
-    """Decode, and resample when planned, one :class:`VolumePlan` into a :class:`Volume`."""
+def load_plan(vp: VolumePlan, *, policy: Policy = DEFAULT_POLICY, progress=None,
+              on_decoded: Optional[Callable] = None) -> Volume:
+    """Decode, and resample when planned, one :class:`VolumePlan` into a :class:`Volume`.
+    ``on_decoded(vp, array)`` sees the decoded slices before any resampling (of the first
+    plan only in :func:`load_4d`)."""
     geom, first = vp.geometry, vp.slices[0]
     array, plan, notes = decode(vp.slices, engine=policy.engine, preloaded=vp.group.pixels,
                                 progress=_stage(progress, "decode", vp.label))
+    if on_decoded:
+        on_decoded(vp, array)
     processing = ([f"sorted {len(vp.slices)} slice(s) by position along the slice normal "
                    "cross(row, column); InstanceNumber and file names were not used"]
                   if geom is not None else []) + notes
@@ -252,15 +257,19 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             scan_result: Optional[ScanResult] = None,
             progress: Optional[Callable] = None,
             on_output: Optional[Callable] = None,
-            bids: bool = False, source: Optional[dict] = None) -> ConversionResult:
+            bids: bool = False, source: Optional[dict] = None,
+            on_decoded: Optional[Callable] = None) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
     array)`` after each volume is written, with the array written (``convert --qc`` keeps
-    its mid-planes instead of reading the file back).  Groups that cannot be reconstructed
-    correctly, or whose pixels cannot be decoded, are listed in ``result.refused`` with their
-    reasons; the others are still written.  A ``dicomrecon-report.json`` in ``outdir`` lists
-    outputs, refusals and skipped files; it is written however the run ends.
+    its mid-planes instead of reading the file back); ``on_decoded(plan, array)`` with each
+    plan's decoded slices before any resampling (convert --qc keeps the naive stack's plane
+    for its before/after picture instead of decoding them again).  Groups that cannot be
+    reconstructed correctly, or whose pixels cannot be decoded, are listed in
+    ``result.refused`` with their reasons; the others are still written.  A
+    ``dicomrecon-report.json`` in ``outdir`` lists outputs, refusals and skipped files; it is
+    written however the run ends.
     ``result.exit_code`` is the CLI's exit code.  With ``bids``, each sidecar has BIDS keys at
     the top level and dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
     ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the local folder as
@@ -280,7 +289,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
         names = UniqueNames()
         ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
-                       source)
+                       source, on_decoded)
         for job in jobs:
             for vps in job.sets:
                 stem = names.take(output_stem(job.series, vps[0].group, name,
@@ -376,6 +385,7 @@ class _Context:
     bids: bool
     on_output: Optional[Callable]
     source: Optional[dict] = None     # a remote source (URL, UIDs) recorded instead of root
+    on_decoded: Optional[Callable] = None
 
     def finish(self, output: "Output", array) -> "Output":
         if self.on_output:
@@ -384,13 +394,14 @@ class _Context:
 
 
 def load_4d(vps: list, *, policy: Policy = DEFAULT_POLICY, progress=None,
-            root: Optional[str] = None) -> Volume:
+            root: Optional[str] = None, on_decoded: Optional[Callable] = None) -> Volume:
     """Decode the volume plans of one --4d set (:func:`merge_sets`, ordered along the 4th
     axis) into one 4D :class:`Volume`: array (nt, nz, ny, nx) on the first volume's affine, the
     4th axis (key and values) in ``provenance.fourth_axis`` and every volume's sources in
     ``provenance.volumes``; source file names relative to ``root`` (default: the folder of the
     first slice)."""
-    vols = [load_plan(vp, policy=policy, progress=progress) for vp in vps]
+    vols = [load_plan(vp, policy=policy, progress=progress,  # the page shows the first's
+                      on_decoded=on_decoded if k == 0 else None) for k, vp in enumerate(vps)]
     array = np.stack([v.array for v in vols]).astype(
         np.result_type(*[v.array.dtype for v in vols]), copy=False)
     root = root if root is not None else os.path.dirname(os.path.abspath(vps[0].slices[0].path))
@@ -402,7 +413,8 @@ def load_4d(vps: list, *, policy: Policy = DEFAULT_POLICY, progress=None,
 
 
 def _write_4d(vps, stem, ctx: _Context) -> Output:
-    vol = load_4d(vps, policy=ctx.policy, progress=ctx.progress, root=ctx.root)
+    vol = load_4d(vps, policy=ctx.policy, progress=ctx.progress, root=ctx.root,
+                  on_decoded=ctx.on_decoded)
     array = vol.array
     path = os.path.join(ctx.outdir, stem + ctx.ext)
     label = "+".join(vp.label for vp in vps)
@@ -423,7 +435,7 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
 
 
 def _write_one(vp, stem, ctx: _Context) -> Output:
-    vol = load_plan(vp, policy=ctx.policy, progress=ctx.progress)
+    vol = load_plan(vp, policy=ctx.policy, progress=ctx.progress, on_decoded=ctx.on_decoded)
     path = os.path.join(ctx.outdir, stem + ctx.ext)
     write_volume(path, vol.array, vol.affine, ctx.fmt, rgb=vol.is_rgb,
                  description=f"dicomrecon {__version__} {vp.label}",

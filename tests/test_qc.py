@@ -192,6 +192,65 @@ def test_tilt_missing_and_split_are_drawn(pages):
     assert all(len(r.plot_data.splits) == 3 for r in parts)
 
 
+@pytest.mark.corpus
+def test_4d_volume_shows_the_last_t_and_the_mid_slice_across_t(corpus, tmp_path):
+    """The 4D section (GE DWI: b = 0 then b = 1000) shows the mid-planes at t = 0 and at the
+    last t, and the mid-slice across t; each shown slice holds the values of the source file
+    the sidecar names for that t and z (read with pydicom), and convert --qc (kept in memory)
+    draws the same pictures as qc OUTDIR (read from the file)."""
+    from dicomrecon.qc import Collector, preload, write_qc
+    src, policy = corpus / "d2n_ge_dwi_b1000_4slice", Policy(merge_4d=True)
+    preload()
+    keep = Collector()
+    dicomrecon.convert(src, tmp_path / "kept", policy=policy, on_output=keep,
+                       on_decoded=keep.decoded)
+    write_qc(str(tmp_path / "kept"), keep.kept)
+    dicomrecon.convert(src, tmp_path / "read", policy=policy)
+    page = render_conversion(str(tmp_path / "read"))
+    (r,), (vol,) = page.rendered, page.conversion.volumes
+    side = _sidecar(page, 0)
+    nt, nz = vol.n_fourth, vol.shape[2]
+    assert nt == 2 and len(r.last_planes) == 3 and len(r.strip) == len(r.cuts.strip) == 2
+    assert [t for t, _ in r.cuts.strip] == [0, 1]
+
+    def source_slice(t):
+        row = [s for s in side["volumes"][t]["slices"] if s["z"] == nz // 2][0]
+        ds = pydicom.dcmread(os.path.join(side["source"]["input"], row["file"]))
+        return ds.pixel_array * float(getattr(ds, "RescaleSlope", 1)) + \
+            float(getattr(ds, "RescaleIntercept", 0))
+
+    assert not np.allclose(source_slice(0), source_slice(1))  # b = 0 and b = 1000 differ
+    for t, values in r.cuts.strip:
+        np.testing.assert_allclose(values, source_slice(t), atol=1e-3)
+    np.testing.assert_allclose(r.cuts.last.z, source_slice(nt - 1), atol=1e-3)
+    html = open(page.path, encoding="utf-8").read()
+    assert f"last t = {nt - 1}" in html and "across the 4th axis" in html
+    kept, read = tmp_path / "kept" / "qc" / "img", tmp_path / "read" / "qc" / "img"
+    names = sorted(p.name for p in kept.iterdir())
+    assert names == sorted(p.name for p in read.iterdir()) and "v1_t1.png" in names
+    for name in names:
+        assert (kept / name).read_bytes() == (read / name).read_bytes(), name
+
+
+@pytest.mark.corpus
+def test_sheared_corpus_volume_page(corpus, tmp_path):
+    """A tilted CT kept as acquired (--tilt preserve): the planes holding the slice axis are
+    drawn as parallelograms (outside painted) and the page says so."""
+    dicomrecon.convert(corpus / "ct_philips_s21610_s3010_tilt16p5", tmp_path,
+                       policy=Policy(tilt="preserve"))
+    page = render_conversion(str(tmp_path))
+    sheared = [(r, v) for r, v in zip(page.rendered, page.conversion.volumes)
+               if v.reconstruction == "sheared"]
+    assert sheared
+    for r, v in sheared:
+        assert not r.errors and "world geometry" in r.planes[0].title + r.planes[1].title \
+            + r.planes[2].title
+    html = open(page.path, encoding="utf-8").read()
+    assert "The grid is sheared" in html
+    for img in parse(page.path).imgs:
+        check_src(img["src"], os.path.dirname(page.path))
+
+
 def test_missing_and_duplicate_steps_are_classified():
     pos = np.array([0.0, 2.0, 4.0, 4.0, 8.0, 10.0, 13.0])
     sp = StackPositions("t", np.c_[np.zeros((7, 2)), pos], pos, np.array([1.0, 0, 0]),
@@ -233,6 +292,39 @@ def test_orientation_letters(name):
             main = int(np.argmax(np.abs(vec)))
             assert word[0] == ("RL", "AP", "FH")[main][int(vec[main] > 0)]
     assert tuple(planes[0].letters[e] for e in ("left", "right", "top", "bottom")) == expected
+
+
+def _world_volume(affine, shape):
+    """(nz, ny, nx, 3): every voxel holds its own LPS position."""
+    k, j, i = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return np.einsum("ab,bzyx->zyxa", affine[:3, :3], np.stack([i, j, k])) + affine[:3, 3]
+
+
+def test_sheared_grid_is_drawn_in_world_geometry():
+    """A tilted CT kept as acquired: the slice axis (z column) drifts 0.7 mm along the column
+    (A/P) per 2 mm slice.  Each picture must be a true map of its plane: moving right goes
+    along h_dir only and down along v_dir only, by the stated mm per pixel, for every pixel
+    inside the grid; an index-space picture (rows not shifted) fails this by 0.7 mm per row."""
+    o, _ = check_orientation([1, 0, 0, 0, 1, 0])
+    affine = lps_affine(o, (0.7, 0.5), 2.0, np.array([-40.0, 30.0, 12.0]))
+    affine[:3, 2] = [0.0, 0.7, 2.0]  # sheared: z = IPP step, not the slice normal
+    shape = (9, 12, 10)
+    planes = mid_planes(cuts_of(_world_volume(affine, shape)), affine)
+    assert planes[0].outside is None  # the slice plane itself is not sheared
+    for p in planes[1:]:
+        inside = ~p.outside if p.outside is not None else np.ones(p.values.shape[:2], bool)
+        rows, cols = np.nonzero(inside)
+        world = p.values[rows, cols]
+        along_h = world @ p.h_dir - cols * p.spacing[0]
+        along_v = world @ p.v_dir - rows * p.spacing[1]
+        assert np.ptp(along_v) < 1e-6
+        assert np.ptp(along_h) <= p.spacing[0] + 1e-6  # row shifts rounded to whole pixels
+        assert np.ptp(world @ np.cross(p.h_dir, p.v_dir)) < 1e-6  # a flat plane
+        assert abs(p.h_dir @ p.v_dir) < 1e-12
+    x_plane = planes[2]  # holds the column (A/P) and the z column: true sagittal
+    assert x_plane.outside is not None and x_plane.outside.any()
+    assert "world geometry" in x_plane.title
+    assert [x_plane.letters[e] for e in ("left", "right", "top", "bottom")] == ["A", "P", "H", "F"]
 
 
 def test_plane_letters_doctest_directions():
@@ -325,8 +417,10 @@ def test_cli_convert_qc_scan_qc_and_qc(corpus, tmp_path, monkeypatch):
     shutil.copytree(tmp_path / "out" / "qc", tmp_path / "from_memory")
     r = runner.invoke(app, ["qc", str(tmp_path / "out")])
     assert r.exit_code == 0 and "index.html" in r.output
-    # convert --qc kept the planes in memory; qc read the volume back: the same pictures
-    for name in ("v1_plane0.png", "v1_plane1.png", "v1_plane2.png", "v1_after.png"):
+    # convert --qc kept the planes and the naive stack's plane in memory and drew the plot
+    # while writing; qc read the volume back and decoded the sources again: the same pictures
+    for name in ("v1_plane0.png", "v1_plane1.png", "v1_plane2.png", "v1_after.png",
+                 "v1_before.png", "v1_positions.png"):
         assert (tmp_path / "from_memory" / "img" / name).read_bytes() == \
             (tmp_path / "out" / "qc" / "img" / name).read_bytes(), name
     # scan --qc: slice-position plots only, and it decodes no pixels

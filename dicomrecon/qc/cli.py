@@ -25,14 +25,14 @@ def register(app: typer.Typer, run) -> None:
         run(go)
 
 
-def write_page(outdir, cuts=None) -> str:
+def write_page(outdir, kept=None) -> str:
     from . import write_qc
-    return write_qc(str(outdir), cuts)
+    return write_qc(str(outdir), kept)
 
 
 def collector():
-    """An ``on_output`` for convert that keeps the mid-planes, and starts importing
-    matplotlib in the background meanwhile."""
+    """A :class:`~dicomrecon.qc.Collector` for convert (``on_output`` and ``on_decoded``);
+    starts importing matplotlib in the background meanwhile."""
     from . import Collector, preload
     preload()
     return Collector()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -95,6 +95,7 @@ class VolumeInfo:
     resample: Optional[ResampleInfo]
     fourth_axis: Optional[str] = None
     n_fourth: int = 1
+    fourth_values: tuple = ()        # the 4th axis's value of each volume, as text
 
     @property
     def status(self) -> str:
@@ -188,13 +189,24 @@ def read_sidecar(path: str) -> VolumeInfo:
         positions=_positions(label, prov.geometry, first, prov.resample),
         resample=_resample(first.resample or prov.resample, first),
         fourth_axis=None if prov.fourth_axis is None else _key_text(prov.fourth_axis.key),
-        n_fourth=shape[3] if len(shape) == 4 else 1)
+        n_fourth=shape[3] if len(shape) == 4 else 1,
+        fourth_values=() if prov.fourth_axis is None else
+        tuple(_value_text(v) for v in prov.fourth_axis.values))
 
 
 def _plain(v):
     """A frozen JSON value (tuples, mapping proxies) as plain lists and dicts."""
     from ..provenance import dump
     return dump(v)
+
+
+def _value_text(v) -> str:
+    """A 4th-axis value (a number, text or a mapping of several keys) in a few characters."""
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k}={_value_text(x)}" for k, x in v.items())
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(list(v) if isinstance(v, tuple) else v)
 
 
 def _key_text(key) -> str:
@@ -255,6 +267,38 @@ def _link_siblings(volumes: list) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+def positions_from_plan(vp) -> Optional[StackPositions]:
+    """What the sidecar of plan ``vp`` will record as its :class:`StackPositions` (its
+    geometry; the tilt as :func:`_positions` reads it), known before any pixel is decoded:
+    ``convert --qc`` draws the plot while the volume is written.  None for a part of a split
+    group (its plot shows the other parts, known only once all are written)."""
+    geom = vp.geometry
+    if vp.part is not None or geom is None or geom.orientation is None or not len(geom.positions):
+        return None
+    tilt = geom.tilt_deg
+    if vp.kind == "resample":
+        whole = vp.group.geometry
+        tilt = whole.tilt_deg if whole.is_tilted else 0.0
+    o = geom.orientation
+    return StackPositions(label=vp.label, ipps=np.asarray(geom.ipp_sorted, float),
+                          positions=np.asarray(geom.positions, float), row=o.row, col=o.col,
+                          normal=o.normal, nominal=_float(geom.spacing.nominal),
+                          tilt_deg=_float(tilt))
+
+
+def same_positions(a: StackPositions, b: StackPositions) -> bool:
+    """Whether two :class:`StackPositions` hold the same numbers (a plot of one is a plot of
+    the other)."""
+    arrays = [(a.ipps, b.ipps), (a.positions, b.positions), (a.row, b.row), (a.col, b.col),
+              (a.normal, b.normal)]
+    same = all(np.shape(x) == np.shape(y) and np.allclose(x, y, rtol=0, atol=1e-9)
+               for x, y in arrays)
+    scalars = [(a.nominal, b.nominal), (a.tilt_deg, b.tilt_deg), (a.spacing_rel, b.spacing_rel),
+               (a.duplicate_mm, b.duplicate_mm)]
+    return (same and a.label == b.label and not a.siblings and not b.siblings
+            and all(np.isclose(x, y, rtol=0, atol=1e-9, equal_nan=True) for x, y in scalars))
+
+
 def positions_from_geometry(label: str, geom: StackGeometry, siblings=()) -> StackPositions:
     """The same :class:`StackPositions` from a scan's geometry (no sidecar)."""
     o = geom.orientation

@@ -3,6 +3,8 @@
 "Before" is what a naive tool shows: the source slices decoded with dicomrecon's own decode
 path and stacked one after the other at the median step, every slice's origin assumed to be
 the first one's (no tilt correction, no gaps).  "After" is the written volume in the same plane.
+``convert --qc`` keeps that plane of the source slices as it decodes them
+(:func:`source_cut`, through ``convert(on_decoded=...)``); ``qc OUTDIR`` decodes them again.
 The plane is the one where the correction shows: the one holding the direction in which the
 slice origins drift (the gantry tilt), else the column direction and the slice normal.
 Output slices that lie inside a gap (between two source slices further apart than the
@@ -20,6 +22,40 @@ from .planes import FILL_RGB, INTERP_RGB, Cuts, Plane, axes_of, oriented, tint, 
 
 
 @dataclass
+class SourceCut:
+    """The plane of the naive stack that "before" shows: one column (``fixed`` 0, x fixed) or
+    one row (``fixed`` 1) of every source slice, and what chose it."""
+
+    values: np.ndarray            # (N, ny[, 3]) or (N, nx[, 3])
+    fixed: int
+    index: int                    # the source column or row
+    offsets: np.ndarray           # (N, 2) source origins in target pixels (the sidecar's)
+    out_yx: tuple                 # (ny, nx) of the written grid
+
+
+def source_cut(source: np.ndarray, offsets, out_yx: tuple) -> SourceCut:
+    """The naive plane of ``source`` (N, ny, nx[, 3]) in the same world plane as the written
+    volume's mid-plane: the plane holding the tilt drift (see :func:`tilt_axis`), at the source
+    column (row) under the output's middle one."""
+    offsets = np.asarray(offsets, float).reshape(-1, 2)
+    other = 1 - tilt_axis(offsets)  # the axis held fixed: x (0) or y (1)
+    co = out_yx[1 - other] // 2
+    shift = int(round(float(np.mean(offsets[:, other])))) if offsets.size else 0
+    c = int(np.clip(co - shift, 0, source.shape[2 - other] - 1))
+    values = source[:, :, c] if other == 0 else source[:, c, :]
+    return SourceCut(values.copy(), other, c, offsets, tuple(out_yx))
+
+
+def source_cut_of_plan(vp, source: np.ndarray) -> SourceCut:
+    """:func:`source_cut` from a plan and its decoded slices (``convert(on_decoded=...)``):
+    the offsets and the in-plane grid are those the resampling computes from the headers."""
+    from ..resample import target_grid
+    g, first = vp.geometry, vp.slices[0]
+    grid = target_grid(g.orientation, g.pixel_spacing, g.ipp_sorted, (first.rows, first.columns))
+    return source_cut(source, grid.src_offsets, grid.shape_zyx[1:])
+
+
+@dataclass
 class BeforeAfter:
     before: Plane                 # values are RGB pictures, oriented for display
     after: Plane
@@ -30,12 +66,13 @@ class BeforeAfter:
 def read_sources(sources: list) -> np.ndarray:
     """The source slices' values (N, ny, nx) in the given order, through dicomrecon's decode."""
     from ..decode import decode
-    from ..headers import read_headers
-    headers, cache = [], {}
+    from ..headers import read_many
+    found = read_many(list(dict.fromkeys(s.path for s in sources)))  # one GDCM pass
+    headers = []
     for s in sources:
-        if s.path not in cache:
-            cache[s.path] = read_headers(s.path)
-        frames = cache[s.path]
+        frames = found[s.path]
+        if isinstance(frames, Exception):
+            raise frames
         match = [h for h in frames if h.frame == s.index]
         headers.append(match[0] if match else frames[0])
     array, _, _ = decode(headers)
@@ -56,29 +93,31 @@ def interpolated_slices(res: ResampleInfo, sp: StackPositions) -> np.ndarray:
     return ((hi - lo) > wide) & (z - lo > near) & (hi - z > near)
 
 
-def tilt_axis(res: ResampleInfo) -> int:
+def tilt_axis(offs: np.ndarray) -> int:
     """0 when the slice origins drift along x (show an x-z plane), else 1 (a y-z plane)."""
-    offs = res.src_offsets
     if not offs.size:
         return 1
     return 0 if np.ptp(offs[:, 0]) > np.ptp(offs[:, 1]) else 1
 
 
-def before_after(vol: VolumeInfo, cuts: Cuts, source: np.ndarray, window) -> BeforeAfter:
-    """Naive stack of ``source`` (N, ny, nx) beside the written volume's mid-plane."""
+def matches(cut: SourceCut, res: ResampleInfo, cuts: Cuts) -> bool:
+    """Whether a kept cut was chosen with the sidecar's offsets and the written grid."""
+    return (cut.out_yx == tuple(cuts.shape[1:]) and cut.offsets.shape == res.src_offsets.shape
+            and np.allclose(cut.offsets, res.src_offsets, rtol=0, atol=1e-6))
+
+
+def before_after(vol: VolumeInfo, cuts: Cuts, cut: SourceCut, window) -> BeforeAfter:
+    """The naive stack's plane ``cut`` beside the written volume's mid-plane."""
     res, sp = vol.resample, vol.positions
     d, s = axes_of(vol.affine)
-    axis = tilt_axis(res)  # the in-plane axis shown with the normal
-    other = 1 - axis       # the axis held fixed: x (0) or y (1)
+    other = cut.fixed      # the axis held fixed: x (0) or y (1)
+    axis = 1 - other       # the in-plane axis shown with the normal
     co = cuts.shape[2 - other] // 2
     after_v = cuts.x if other == 0 else cuts.y
-    shift = int(round(float(np.mean(res.src_offsets[:, other])))) if res.src_offsets.size else 0
-    c = int(np.clip(co - shift, 0, source.shape[2 - other] - 1))  # the same source column
-    before_v = source[:, :, c] if other == 0 else source[:, c, :]
     h_src = sp.col if axis == 1 else sp.row
-    before = oriented(f"before: {source.shape[0]} source slices stacked naively, "
-                      f"{'column' if other == 0 else 'row'} {c}",
-                      to_rgb(before_v, window), h_src, sp.normal, (s[axis], sp.nominal))
+    before = oriented(f"before: {cut.values.shape[0]} source slices stacked naively, "
+                      f"{'column' if other == 0 else 'row'} {cut.index}",
+                      to_rgb(cut.values, window), h_src, sp.normal, (s[axis], sp.nominal))
     rgb = to_rgb(after_v, window)
     interp = interpolated_slices(res, sp)
     fill = np.zeros(after_v.shape[:2], bool)

@@ -42,7 +42,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-top:2px solid #ccc;padding-top:.6em
 .plane{display:grid;grid-template-columns:auto auto auto;align-items:center;justify-items:center;
  font-weight:bold;color:#b00;background:#fff;border:1px solid #ddd;padding:4px}
 .plane .cap{grid-column:1/4;font-weight:normal;color:#444;font-size:12px}
-.plane img{background:#000}
+.plane img{background:#000}.strip .plane .cap{font-size:11px}
 table.kv td{padding:1px 8px;vertical-align:top}table.kv td:first-child{color:#555}
 .sev-error{color:#c62828}.sev-warning{color:#b36b00}.sev-info{color:#555}
 .legend span{display:inline-block;margin-right:1em}
@@ -101,7 +101,7 @@ def volume_html(vol: VolumeInfo, r: Rendered) -> str:
         ("series UID", s.uid), ("group", vol.label),
         ("size", " x ".join(map(str, vol.shape)) + (" RGB" if vol.components == 3 else "")),
         ("reconstruction", vol.reconstruction), ("split keys", vol.split_keys),
-        ("4th axis", f"{vol.fourth_axis} ({vol.n_fourth} volumes; t = 0 shown)"
+        ("4th axis", f"{vol.fourth_axis}: {vol.n_fourth} volumes (t = 0 to {vol.n_fourth - 1})"
          if vol.fourth_axis else None),
         ("policy", ", ".join(f"{k}={v}" for k, v in vol.policy.items())),
         ("sidecar", os.path.basename(vol.sidecar))]))
@@ -109,14 +109,44 @@ def volume_html(vol: VolumeInfo, r: Rendered) -> str:
     out.append("<h3>Processing</h3><ul>" + "".join(f"<li>{escape(p)}</li>"
                                                     for p in vol.processing) + "</ul>")
     if r.planes:
-        out.append("<h3>Mid-planes (true aspect; letters: R/L, A/P, H(ead)/F(eet))</h3>"
-                   '<div class="planes">' + "".join(_plane_html(p, f"{vol.label} {p.title}")
-                                                    for p in r.planes) + "</div>")
+        out.append(f"<h3>Mid-planes{' at t = 0' if r.last_planes else ''} (true aspect; "
+                   "letters: R/L, A/P, H(ead)/F(eet))</h3>" + _sheared_note(vol)
+                   + _planes_html(r.planes, vol.label))
+    if r.last_planes:
+        out.append(_fourth_axis_html(vol, r))
     if r.before and r.after:
         out.append(_before_after_html(vol, r))
     if r.plot:
         out.append("<h3>Slice positions</h3>" + _img(r.plot, f"{vol.label} slice positions"))
     return "\n".join(out) + "</section>"
+
+
+def _planes_html(pics: list, label: str, cls: str = "planes") -> str:
+    return (f'<div class="{cls}">' + "".join(_plane_html(p, f"{label} {p.title}") for p in pics)
+            + "</div>")
+
+
+def _sheared_note(vol: VolumeInfo) -> str:
+    if vol.reconstruction != "sheared":
+        return ""
+    return ('<p><span class="sw" style="background:rgb(72,64,96)"></span>The grid is sheared '
+            "(the tilt kept as acquired): the planes holding the slice axis are drawn in world "
+            "geometry, each slice shifted by its origin's in-plane offset, so they are "
+            "parallelograms; this colour is outside the grid. A viewer that ignores the shear "
+            "shows them as rectangles, the anatomy slanted.</p>")
+
+
+def _fourth_axis_html(vol: VolumeInfo, r: Rendered) -> str:
+    """A 4D volume: the mid-planes at the last t, and the mid-slice across t."""
+    last = vol.n_fourth - 1
+    value = f" ({vol.fourth_values[last]})" if last < len(vol.fourth_values) else ""
+    return (f"<h3>Mid-planes at the last t = {last}{value}</h3>"
+            + _planes_html(r.last_planes, vol.label)
+            + f"<h3>The mid-slice across the 4th axis ({escape(str(vol.fourth_axis))}), "
+            f"{len(r.strip)} of {vol.n_fourth} volumes</h3><p>One grey window for all: a volume "
+            "brighter, darker, shifted or from another series than its neighbours stands "
+            "out. Oriented like the first mid-plane above.</p>"
+            + _planes_html(r.strip, vol.label, "planes strip"))
 
 
 def _before_after_html(vol: VolumeInfo, r: Rendered) -> str:
@@ -172,24 +202,24 @@ class QCPage:
     rendered: list                   # Rendered, one per volume of ``conversion.volumes``
 
 
-def write_qc(outdir: str, cuts: Optional[dict] = None) -> str:
+def write_qc(outdir: str, kept: Optional[dict] = None) -> str:
     """Write ``OUTDIR/qc/index.html`` for the conversion in ``outdir``; return its path."""
-    return render_conversion(outdir, cuts).path
+    return render_conversion(outdir, kept).path
 
 
-def render_conversion(outdir: str, cuts: Optional[dict] = None) -> QCPage:
+def render_conversion(outdir: str, kept: Optional[dict] = None) -> QCPage:
     """Write the QC page of ``outdir`` and return it with the data of every picture.
 
-    ``cuts`` maps a volume's file path to its mid-planes (:class:`~.planes.Cuts`) when the
-    caller still has them; any other volume is read from its file.
+    ``kept`` maps a volume's file path to what convert --qc kept of it
+    (:class:`~.render.Kept`); any other volume is read from its file.
     """
-    cuts = cuts or {}
+    kept = kept or {}
     qc = read_conversion(outdir)
     rendered = []
     with _staging(os.path.join(qc.outdir, "qc")) as (tmp, imgdir):
         thumbs, sections = [], []
         for k, vol in enumerate(qc.volumes, start=1):
-            r = render_volume(vol, imgdir, f"v{k}", cuts.get(os.path.abspath(vol.path)))
+            r = render_volume(vol, imgdir, f"v{k}", kept.get(os.path.abspath(vol.path)))
             rendered.append(r)
             thumbs.append(_thumb(r.anchor, vol.status, vol.label, r.thumb))
             sections.append(volume_html(vol, r))

@@ -72,8 +72,9 @@ def _splits(pos: np.ndarray, siblings: list) -> list:
     return [(float(a.max()) + float(b.min())) / 2 for a, b in zip(parts, parts[1:])]
 
 
-def position_plot(sp: StackPositions, path: str) -> PositionPlot:
-    """Draw the plot of ``sp`` into the PNG ``path``; return the data drawn."""
+def position_plot(sp: StackPositions, path) -> PositionPlot:
+    """Draw the plot of ``sp`` into the PNG ``path`` (a file name or a binary file); return
+    the data drawn."""
     from matplotlib.figure import Figure
     data = position_data(sp)
     fig = Figure(figsize=FIG_SIZE, dpi=DPI)

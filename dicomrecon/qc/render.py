@@ -10,11 +10,23 @@ from typing import Optional
 import numpy as np
 
 from ..writers import _NIFTI_CODES
-from .model import StackPositions, VolumeInfo
-from .naive import BeforeAfter, before_after, read_sources
+from .model import StackPositions, VolumeInfo, same_positions
+from .naive import BeforeAfter, SourceCut, before_after, matches, read_sources, source_cut
 from .planes import (PLANE_PX, THUMB_PX, Cuts, Plane, cuts_of, display_window, mid_planes,
-                     save_png, square_pixels, to_rgb)
+                     save_png, square_pixels, strip_planes, to_rgb)
 from .positions import DPI, FIG_SIZE, PositionPlot, position_plot
+
+#: largest side of a picture in the strip of a 4D volume's mid-slice across t
+STRIP_PX = 140
+
+
+@dataclass
+class Kept:
+    """What ``convert --qc`` kept of one volume (:class:`~dicomrecon.qc.Collector`)."""
+
+    cuts: Cuts
+    source: Optional[SourceCut] = None   # the naive stack's plane of a resampled volume
+    plot: object = None                  # a _PrePlot: the positions plot drawn ahead
 
 
 @dataclass
@@ -34,6 +46,9 @@ class Rendered:
 
     anchor: str
     planes: list = field(default_factory=list)        # Picture
+    last_planes: list = field(default_factory=list)   # Picture: 4D, the mid-planes at the last t
+    strip: list = field(default_factory=list)         # Picture: 4D, the mid-slice across t
+    cuts: Optional[Cuts] = None                       # the voxels drawn
     thumb: Optional[Picture] = None
     before: Optional[Picture] = None
     after: Optional[Picture] = None
@@ -79,7 +94,8 @@ def _load_nifti(path: str, gz: bool) -> np.ndarray:
 
 def picture(rgb: np.ndarray, imgdir: str, name: str, plane: Optional[Plane] = None,
             max_px: int = PLANE_PX, title: str = "") -> Picture:
-    """Save ``rgb`` (square pixels in mm when ``plane`` gives the spacing) as img/NAME.png."""
+    """Save ``rgb`` (square pixels in mm when ``plane`` gives the spacing) as img/NAME.png:
+    a voxel picture is a plain array, so Pillow writes it (no plotting library)."""
     if plane is not None:
         rgb = square_pixels(rgb, plane.spacing, max_px)
     save_png(os.path.join(imgdir, name), rgb)
@@ -89,58 +105,101 @@ def picture(rgb: np.ndarray, imgdir: str, name: str, plane: Optional[Plane] = No
 
 
 def volume_cuts(vol: VolumeInfo) -> Cuts:
-    """The mid-planes of a written volume, read from its file (t = 0 of a 4D one)."""
+    """The mid-planes of a written volume, read from its file (of a 4D one: at t = 0, at the
+    last t and the mid-slice across t)."""
     array = load_array(vol.path, vol.fmt)
-    if vol.n_fourth > 1 and array.ndim == 4 and vol.components == 1:
-        array = array[0]
-    return cuts_of(array)
+    return cuts_of(array, time_axis=vol.n_fourth > 1 and array.ndim == 4 and vol.components == 1)
 
 
 def render_volume(vol: VolumeInfo, imgdir: str, anchor: str,
-                  cuts: Optional[Cuts] = None) -> Rendered:
-    """Every picture of one written volume; a failure is reported in ``errors``.  ``cuts``
-    are its mid-planes when the caller has them (convert --qc), else the file is read."""
+                  kept: Optional[Kept] = None) -> Rendered:
+    """Every picture of one written volume; a failure is reported in ``errors``.  ``kept`` is
+    what convert --qc kept of it; without it the file is read (and the sources decoded)."""
     r = Rendered(anchor)
+    cuts = kept.cuts if kept else None
     if cuts is None:
         try:
             cuts = volume_cuts(vol)
         except Exception as exc:  # one unreadable volume never stops the page
             r.errors.append(f"{vol.path}: cannot be read ({type(exc).__name__}: {exc})")
     if cuts is not None:
-        _draw_planes(r, vol, cuts, imgdir)
+        r.cuts = cuts
+        _draw_planes(r, vol, cuts, imgdir, kept.source if kept else None)
     if vol.positions is not None:
-        r.plot, r.plot_data = plot_positions(vol.positions, imgdir, anchor)
+        r.plot, r.plot_data = plot_positions(vol.positions, imgdir, anchor,
+                                             kept.plot if kept else None)
     return r
 
 
-def _draw_planes(r: Rendered, vol: VolumeInfo, cuts: Cuts, imgdir: str) -> None:
+def _draw_planes(r: Rendered, vol: VolumeInfo, cuts: Cuts, imgdir: str,
+                 cut: Optional[SourceCut]) -> None:
     planes = mid_planes(cuts, vol.affine)
     fill = vol.resample.fill_value if vol.resample and vol.resample.fill_voxels else None
     window = display_window(planes, exclude=fill)
-    for k, p in enumerate(planes):
-        r.planes.append(picture(to_rgb(p.values, window), imgdir, f"{r.anchor}_plane{k}.png", p))
-        if vol.reconstruction == "placeholder":  # no patient space: no letters to show
-            r.planes[-1].letters = None
-            r.planes[-1].title += " (placeholder geometry: no orientation)"
+    r.planes = _plane_pictures(planes, window, imgdir, f"{r.anchor}_plane", vol)
     p0 = planes[0]
-    r.thumb = picture(to_rgb(p0.values, window), imgdir, f"{r.anchor}_thumb.png", p0, THUMB_PX)
+    r.thumb = picture(to_rgb(p0.values, window, p0.outside), imgdir, f"{r.anchor}_thumb.png", p0,
+                      THUMB_PX)
+    if cuts.last is not None:
+        _draw_fourth_axis(r, vol, cuts, imgdir)
     if vol.resample is None or vol.positions is None or not vol.sources:
         return
-    try:
-        source = read_sources(vol.sources)
-    except Exception as exc:  # the source may have moved since the conversion
-        r.errors.append(f"before/after: the source slices cannot be read ({type(exc).__name__}: "
-                        f"{exc})")
-        return
-    ba = before_after(vol, cuts, source, window)
+    if cut is None or not matches(cut, vol.resample, cuts):
+        try:
+            cut = source_cut(read_sources(vol.sources), vol.resample.src_offsets, cuts.shape[1:])
+        except Exception as exc:  # the source may have moved since the conversion
+            r.errors.append(f"before/after: the source slices cannot be read "
+                            f"({type(exc).__name__}: {exc})")
+            return
+    ba = before_after(vol, cuts, cut, window)
     r.comparison = ba
     r.before = picture(ba.before.values, imgdir, f"{r.anchor}_before.png", ba.before)
     r.before.letters = None  # a naive stack has no true geometry
     r.after = picture(ba.after.values, imgdir, f"{r.anchor}_after.png", ba.after)
 
 
-def plot_positions(sp: StackPositions, imgdir: str, anchor: str):
+def _plane_pictures(planes: list, window: tuple, imgdir: str, stem: str, vol: VolumeInfo,
+                    max_px: int = PLANE_PX) -> list:
+    out = []
+    for k, p in enumerate(planes):
+        out.append(picture(to_rgb(p.values, window, p.outside), imgdir, f"{stem}{k}.png", p,
+                           max_px))
+        if vol.reconstruction == "placeholder":  # no patient space: no letters to show
+            out[-1].letters = None
+            out[-1].title += " (placeholder geometry: no orientation)"
+    return out
+
+
+def _draw_fourth_axis(r: Rendered, vol: VolumeInfo, cuts: Cuts, imgdir: str) -> None:
+    """A 4D volume: the mid-planes at the last t, and the mid-slice z across t, on one grey
+    window for all t (a volume darker or brighter than the others shows as such)."""
+    last = mid_planes(cuts.last, vol.affine)
+    strip = strip_planes(cuts, vol.affine, vol.fourth_values)
+    window = display_window(strip + last)
+    r.last_planes = _plane_pictures(last, window, imgdir, f"{r.anchor}_last", vol)
+    r.strip = _plane_pictures(strip, window, imgdir, f"{r.anchor}_t", vol, STRIP_PX)
+
+
+def _predrawn(pre, sp: StackPositions):
+    """(PNG bytes, data) of a plot drawn ahead of the same positions, else None."""
+    if pre is None or pre.future is None or not same_positions(pre.sp, sp):
+        return None
+    try:
+        return pre.future.result()
+    except Exception:  # the helper failed: the page draws the plot itself
+        return None
+
+
+def plot_positions(sp: StackPositions, imgdir: str, anchor: str, pre=None):
+    """The slice-position plot of ``sp`` as img/ANCHOR_positions.png, and the data drawn; a
+    plot drawn ahead (``pre``, by convert --qc) is used when its positions are the same."""
     name = f"{anchor}_positions.png"
-    data = position_plot(sp, os.path.join(imgdir, name))
+    drawn = _predrawn(pre, sp)
+    if drawn is not None:
+        png, data = drawn
+        with open(os.path.join(imgdir, name), "wb") as f:
+            f.write(png)
+    else:
+        data = position_plot(sp, os.path.join(imgdir, name))
     w, h = (int(round(x * DPI)) for x in FIG_SIZE)
     return Picture(f"{os.path.basename(imgdir)}/{name}", w, h, "slice positions"), data
