@@ -115,19 +115,38 @@ class ScanResult:
 
 # --------------------------------------------------------------------------------------------
 def iter_files(root: str) -> list:
-    """Every regular file below ``root`` (or ``root`` itself), sorted for a stable order."""
+    """Every regular file below ``root`` (or ``root`` itself), sorted for a stable order: a
+    folder's files by name, then its subfolders by name (as ``os.walk`` top-down visits them;
+    symbolic links to folders are not followed, links to files are)."""
     if os.path.isfile(root):
         return [root]
     if not os.path.isdir(root):
         raise InputError(f"{root}: no such file or folder")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            if os.path.isfile(p):
-                out.append(p)
+    out: list = []
+    _walk(root, out)
     return out
+
+
+def _walk(folder: str, out: list) -> None:
+    """The files of ``folder`` into ``out``, then those of its subfolders.  The entries' types
+    come from the directory listing (no stat per file, unlike ``os.path.isfile``)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:  # unreadable folder: skipped, as os.walk does
+        return
+    subdirs = []
+    for e in entries:
+        try:
+            if e.is_dir():
+                if not e.is_symlink():
+                    subdirs.append(e.path)
+            elif e.is_file():
+                out.append(e.path)
+        except OSError:
+            continue
+    for d in subdirs:
+        _walk(d, out)
 
 
 def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = None,

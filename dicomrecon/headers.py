@@ -414,8 +414,8 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
         if not kind.needs_dataset:
             where = _scanned_pixels(path, kind.values, ts, size)
             if where is not None:
-                return _label_vendor([_from_template(kind, path, scanned, ts, where, size)],
-                                     _vendor_values(scanned, kind))
+                return [_label_scanned(_from_template(kind, path, scanned, ts, where, size),
+                                       scanned, kind)]
         values = kind.values if kind.texts is scanned else _values_of(scanned)
     try:
         return _headers_with_pydicom(path, size, deflated=scanned is not None and
@@ -449,6 +449,7 @@ class _Shared:
     varying: tuple = ()
     stable: tuple = ()
     utf8: bool = False
+    labels: Optional[tuple] = None
     vendor_texts: tuple = ()
 
     def __post_init__(self):
@@ -506,12 +507,27 @@ def _copy_header(h: SliceHeader) -> SliceHeader:
     return c
 
 
-def _vendor_values(scanned: dict, kind: _Shared) -> dict:
-    """The vendor keywords' values of one scanned file (all :func:`_label_vendor` reads)."""
-    if tuple(map(scanned.get, _VENDOR_KEYS)) == kind.vendor_texts:
-        return kind.values
-    return _values_of({k: scanned[k] for k in _VENDOR_KEYS + ("SpecificCharacterSet",)
-                       if k in scanned})
+def _label_scanned(h: SliceHeader, scanned: dict, kind: _Shared) -> SliceHeader:
+    """:func:`_label_vendor` of a scanned file's header.  Its result depends on the vendor
+    keywords' values, the manufacturer and image type (all shared by the kind when the vendor
+    texts are the kind's), the b-value and direction (unset: their FD tags send files to
+    pydicom) and the IOP: when the IOP too is the kind's first labelled one, the labels are
+    that header's (``kind.labels``)."""
+    if tuple(map(scanned.get, _VENDOR_KEYS)) != kind.vendor_texts:
+        return _label_vendor([h], _values_of({k: scanned[k] for k in _VENDOR_KEYS + (
+            "SpecificCharacterSet",) if k in scanned}))[0]
+    iop = repr(h.iop)  # (repr: -0.0 == 0.0, but a direction made with it differs)
+    if kind.labels is not None and kind.labels[0] == iop:
+        _, h.diffusion_bvalue, h.diffusion_direction, added = kind.labels
+        h.extra.update(added)
+        return h
+    before = dict(h.extra)
+    _label_vendor([h], kind.values)
+    if kind.labels is None and h.diffusion_bvalue is None and h.diffusion_direction is None:
+        added = {k: v for k, v in h.extra.items() if k not in before}
+        if all(h.extra[k] is before[k] for k in before):
+            kind.labels = (iop, None, None, added)
+    return h
 
 
 def _label_vendor(headers: list, values: dict) -> list:

@@ -334,3 +334,24 @@ def test_duplicate_check_pixels_are_reused_by_decode(tmp_path, monkeypatch):
                         lambda path, ks, out: (opened.append(path), real(path, ks, out)))
     vol = load_plan(plan_group(g, Policy()).volumes[0])
     assert len(opened) == 2 and files[1] not in opened and vol.array.shape[0] == 3
+
+
+def test_iter_files_lists_what_os_walk_finds(tmp_path):
+    """iter_files (a directory listing without a stat per file) lists what os.walk top-down
+    and os.path.isfile find, in the same order: links to files followed, links to folders and
+    broken links not."""
+    import os
+    root = tmp_path / "r"
+    for d in ("b", "a/c", "a/c/d", "e"):
+        (root / d).mkdir(parents=True)
+    for f in ("z", "a/y", "a/c/x", "a/c/d/w", "b/v", "e/u", "a/t"):
+        (root / f).write_bytes(b"x")
+    os.symlink(root / "a/y", root / "b/link_to_file")
+    os.symlink(root / "a", root / "e/link_to_folder")
+    os.symlink(root / "missing", root / "e/broken")
+    expect = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        expect += [os.path.join(dirpath, n) for n in sorted(filenames)
+                   if os.path.isfile(os.path.join(dirpath, n))]
+    assert iter_files(str(root)) == expect and len(expect) == 8

@@ -157,22 +157,37 @@ def pixel_location(path: str, size: int, value_length: Optional[int], little: bo
     data, which must end with the (FFFE,E0DD) sequence delimiter (its offset is then unknown,
     and not needed: encapsulated frames are read by a decoder).
     """
-    try:
-        with open(path, "rb") as fp:
-            if value_length is None:
-                if size < 8:
-                    return None
-                fp.seek(size - 8)
-                return (0x7FE00010, None, 0xFFFFFFFF) if fp.read(8) == _ENCAPSULATED_END else None
-            head_len = 8 if implicit else 12
-            start = size - value_length - head_len
-            if start < 0:
-                return None
-            fp.seek(start)
-            head = fp.read(head_len)
-    except OSError:
+    if value_length is None:
+        if size < 8:
+            return None
+        return (0x7FE00010, None, 0xFFFFFFFF) if _read_at(path, size - 8, 8) == _ENCAPSULATED_END \
+            else None
+    head_len = 8 if implicit else 12
+    start = size - value_length - head_len
+    if start < 0:
+        return None
+    head = _read_at(path, start, head_len)
+    if head is None or len(head) != head_len:
         return None
     return _check_header(head, start + head_len, value_length, little, implicit)
+
+
+def _read_at(path: str, offset: int, n: int) -> Optional[bytes]:
+    """``n`` bytes at ``offset`` (fewer at the end of the file), None when unreadable (one
+    pread: no Python file object for a 12-byte read, once per file of a scan)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return None
+    try:
+        if hasattr(os, "pread"):
+            return os.pread(fd, n, offset)
+        os.lseek(fd, offset, os.SEEK_SET)  # (Windows)
+        return os.read(fd, n)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _check_header(head: bytes, offset: int, value_length: int, little: bool,
