@@ -468,7 +468,8 @@ def _shared_of(scanned: dict, ts: str, shared: dict) -> _Shared:
     return kind
 
 
-def _from_template(kind: _Shared, path: str, scanned: dict, ts: str, where, size: int) -> SliceHeader:
+def _from_template(kind: _Shared, path: str, scanned: dict, ts: str, where,
+                   size: int) -> SliceHeader:
     """The header of a scanned file: a copy of the template of its :class:`_Shared`, with the
     fields of the keywords whose text differs converted as :func:`header_from_values` does
     (which builds the template, and any header whose values do not convert)."""
@@ -501,6 +502,8 @@ def _from_template(kind: _Shared, path: str, scanned: dict, ts: str, where, size
 
 
 def _copy_header(h: SliceHeader) -> SliceHeader:
+    """A copy of ``h`` (its own ``extra``; the other values are immutable or shared on purpose,
+    as ``dataclasses.replace`` would share them), without calling ``__init__``."""
     c = object.__new__(SliceHeader)
     c.__dict__.update(h.__dict__)
     c.extra = dict(h.extra)
@@ -795,7 +798,7 @@ _FIELD_OF = {
 }
 #: Scanned keywords that decide everything else of a header (pixel format and checks, rescale,
 #: series text, whether pydicom must read the file): files share a template only when these
-#: texts are equal.  The vendor keywords are compared per file (:func:`_vendor_values`).
+#: texts are equal.  The vendor keywords are compared per file (:func:`_label_scanned`).
 _SHARED_KEYS = ("SpecificCharacterSet", "Modality", "Manufacturer", "ImageType", "Rows",
                 "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
                 "PixelRepresentation", "PixelPaddingValue", "RescaleSlope", "RescaleIntercept",
