@@ -115,19 +115,38 @@ class ScanResult:
 
 # --------------------------------------------------------------------------------------------
 def iter_files(root: str) -> list:
-    """Every regular file below ``root`` (or ``root`` itself), sorted for a stable order."""
+    """Every regular file below ``root`` (or ``root`` itself), sorted for a stable order: a
+    folder's files by name, then its subfolders by name (as ``os.walk`` top-down visits them;
+    symbolic links to folders are not followed, links to files are)."""
     if os.path.isfile(root):
         return [root]
     if not os.path.isdir(root):
         raise InputError(f"{root}: no such file or folder")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            if os.path.isfile(p):
-                out.append(p)
+    out: list = []
+    _walk(root, out)
     return out
+
+
+def _walk(folder: str, out: list) -> None:
+    """The files of ``folder`` into ``out``, then those of its subfolders.  The entries' types
+    come from the directory listing (no stat per file, unlike ``os.path.isfile``)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:  # unreadable folder: skipped, as os.walk does
+        return
+    subdirs = []
+    for e in entries:
+        try:
+            if e.is_dir():
+                if not e.is_symlink():
+                    subdirs.append(e.path)
+            elif e.is_file():
+                out.append(e.path)
+        except OSError:
+            continue
+    for d in subdirs:
+        _walk(d, out)
 
 
 def scan(root: str, *, series_uid: Optional[str] = None, progress: ProgressFn = None,
@@ -361,22 +380,34 @@ def _image_kind(image_type: tuple) -> str:
     return "\\".join(kind)
 
 
+def _split_keys(h: SliceHeader) -> dict:
+    """The header values that split a series into groups (see :func:`_split_series`)."""
+    return {
+        "matrix": f"{h.columns}x{h.rows}",
+        "pixel_spacing": None if h.pixel_spacing is None else
+        "\\".join(f"{v:.4f}" for v in h.pixel_spacing),
+        "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
+        "SeriesNumber": h.series_number,
+        "ImageType": _image_kind(h.image_type),
+        # diffusion trace/isotropic images (vendor.diffusion): never with the DWI volumes
+        "DiffusionTrace": h.extra.get("diffusion_trace"),
+    }
+
+
 def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
     """Split one series into groups: matrix, pixel spacing, pixel format, orientation."""
     clusters: list = []  # [(keys, iop, [headers])]
+    known: dict = {}  # the keys of each distinct combination of their header fields
     for h in hs:
-        keys = {
-            "matrix": f"{h.columns}x{h.rows}",
-            "pixel_spacing": None if h.pixel_spacing is None else
-            "\\".join(f"{v:.4f}" for v in h.pixel_spacing),
-            "pixel_format": "spp={} bits={} signed={} {}".format(*_pixel_format(h)),
-            "SeriesNumber": h.series_number,
-            "ImageType": _image_kind(h.image_type),
-            # diffusion trace/isotropic images (vendor.diffusion): never with the DWI volumes
-            "DiffusionTrace": h.extra.get("diffusion_trace"),
-        }
-        for ckeys, ciop, members in clusters:
-            if ckeys == keys and _same_iop(ciop, h.iop, tol):
+        ps = h.pixel_spacing  # (-0.0 == 0.0 but prints differently)
+        fields = (h.columns, h.rows, ps if ps is None or 0.0 not in ps else repr(ps),
+                  _pixel_format(h), h.series_number, h.image_type,
+                  h.extra.get("diffusion_trace"))
+        keys = known.get(fields)
+        if keys is None:
+            keys = known[fields] = _split_keys(h)
+        for ckeys, ciop, members in clusters:  # (an IOP equal to the cluster's is the same)
+            if ckeys == keys and (ciop == h.iop or _same_iop(ciop, h.iop, tol)):
                 members.append(h)
                 break
         else:

@@ -289,6 +289,21 @@ def analyse_stack(
                          gantry_tilt_tag, obliquity_deg(orientation.normal), findings)
 
 
+def median(x: np.ndarray) -> float:
+    """``float(np.median(x))`` of a non-empty 1-D array (NaN when it holds a NaN), the same
+    bits: the middle value, or the mean of the two middle values.  (np.median imports numpy.ma
+    on its first call, ~20 ms of a header scan.)
+
+    >>> median(np.array([3.0, 1.0, 2.0, 10.0])), median(np.array([2.0, np.nan, 1.0]))
+    (2.5, nan)
+    """
+    s = np.sort(np.asarray(x, dtype=float))
+    if np.isnan(s[-1]):
+        return float("nan")
+    k = s.size // 2
+    return float(s[k]) if s.size % 2 else float((s[k - 1] + s[k]) / 2)
+
+
 def _spacing_stats(d: np.ndarray, tol: Tolerances):
     findings: list[Finding] = []
     steps = np.diff(d)
@@ -303,7 +318,7 @@ def _spacing_stats(d: np.ndarray, tol: Tolerances):
     distinct = steps[~dup]
     if distinct.size == 0:
         return SpacingStats(np.nan, np.nan, np.nan, True, n_dup, 0), findings
-    nominal = float(np.median(distinct))
+    nominal = median(distinct)
     lo, hi = float(distinct.min()), float(distinct.max())
     regular = bool(np.all(np.abs(distinct - nominal) <= tol.spacing_rel * nominal))
     missing, gaps = 0, []

@@ -372,14 +372,17 @@ def read_many(paths: list, progress=None) -> dict:
     :mod:`dicomrecon.engine.gdcm_headers`).  The files it cannot read, and the few that need
     nested data (multi-frame functional groups, the MOSAIC CSA header) or exact FD values, are
     parsed once with pydicom instead, which also names what is wrong with a damaged file.
+    Scanned files that share their pixel format and image kind share one :class:`_Shared`
+    (see :func:`_from_template`): only the values that differ are converted per file.
     """
     from .engine.gdcm_headers import file_sizes, scan_values
     scanned = scan_values(paths, SCAN_TABLE)
     sizes = file_sizes(paths)
+    shared: dict = {}
     out = {}
     for i, p in enumerate(paths):
         try:
-            out[p] = _headers_of(p, scanned.get(p), sizes[p])
+            out[p] = _headers_of(p, scanned.get(p), sizes[p], shared)
         except SkipFile as exc:
             out[p] = exc
         if progress:
@@ -400,19 +403,20 @@ def _needs_dataset(values: dict) -> bool:
             or any(kw in values for kw in _EXACT_WITH_PYDICOM))
 
 
-def _headers_of(path: str, scanned: Optional[dict], size: Optional[int]) -> list:
-    from .engine.gdcm_headers import values_from_scan
+def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
+                shared: Optional[dict] = None) -> list:
     if size is None:
         raise SkipFile(f"{path}: cannot be read ({'no such file' if not os.path.exists(path) else 'permission denied'})")
     values = None
     if scanned is not None:
-        values = values_from_scan(scanned, SCAN_TABLE)
-        values.pop("TransferSyntaxUID", None)
         ts = (scanned.get("TransferSyntaxUID") or "").rstrip("\x00 ")
-        if ts and not _needs_dataset({**values, "TransferSyntaxUID": ts}):
-            where = _scanned_pixels(path, values, ts, size)
+        kind = _shared_of(scanned, ts, {} if shared is None else shared)
+        if not kind.needs_dataset:
+            where = _scanned_pixels(path, kind.values, ts, size)
             if where is not None:
-                return _label_vendor([header_from_values(path, values, ts, where, size)], values)
+                return [_label_scanned(_from_template(kind, path, scanned, ts, where, size),
+                                       scanned, kind)]
+        values = kind.values if kind.texts is scanned else _values_of(scanned)
     try:
         return _headers_with_pydicom(path, size, deflated=scanned is not None and
                                      (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
@@ -420,6 +424,113 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int]) -> list
         if values and skip.damaged is None and "unreadable" in str(skip):
             skip.damaged = _damage_info(values, path)
         raise
+
+
+def _values_of(scanned: dict) -> dict:
+    """Keyword -> Python value of one file's scanned text (the transfer syntax left out)."""
+    from .engine.gdcm_headers import values_from_scan
+    values = values_from_scan(scanned, SCAN_TABLE)
+    values.pop("TransferSyntaxUID", None)
+    return values
+
+
+@dataclass
+class _Shared:
+    """What the scanned files with one :data:`_SHARED_KEYS` signature have in common: their
+    first file's texts and values, whether pydicom must read them (:func:`_needs_dataset`), and
+    the header of a file of theirs (``template``, before vendor labels) once one is built.
+    ``varying`` lists the :data:`_FIELD_OF` keywords whose text has differed from the
+    template's so far (compared one by one); the others are compared all at once."""
+
+    texts: dict
+    values: dict
+    needs_dataset: bool
+    template: Optional[SliceHeader] = None
+    varying: tuple = ()
+    stable: tuple = ()
+    utf8: bool = False
+    labels: Optional[tuple] = None
+    vendor_texts: tuple = ()
+
+    def __post_init__(self):
+        self.utf8 = "192" in (self.texts.get("SpecificCharacterSet") or "")
+        self.stable = tuple(_FIELD_OF)
+        self.vendor_texts = tuple(map(self.texts.get, _VENDOR_KEYS))
+
+
+def _shared_of(scanned: dict, ts: str, shared: dict) -> _Shared:
+    key = (ts,) + tuple(map(scanned.get, _SHARED_KEYS))
+    kind = shared.get(key)
+    if kind is None:
+        values = _values_of(scanned)
+        needs = not ts or _needs_dataset({**values, "TransferSyntaxUID": ts})
+        kind = shared[key] = _Shared(scanned, values, needs)
+    return kind
+
+
+def _from_template(kind: _Shared, path: str, scanned: dict, ts: str, where,
+                   size: int) -> SliceHeader:
+    """The header of a scanned file: a copy of the template of its :class:`_Shared`, with the
+    fields of the keywords whose text differs converted as :func:`header_from_values` does
+    (which builds the template, and any header whose values do not convert)."""
+    t = kind.template
+    if t is None or where[0] != t.pixel_tag:
+        h = header_from_values(path, _values_of(scanned), ts, where, size)
+        if t is None:
+            kind.template = _copy_header(h)
+        return h
+    from .engine.gdcm_headers import convert
+    texts, get = kind.texts, scanned.get
+    if tuple(map(get, kind.stable)) != tuple(map(texts.get, kind.stable)):
+        moved = tuple(kw for kw in kind.stable if get(kw) != texts.get(kw))
+        kind.varying += moved
+        kind.stable = tuple(kw for kw in kind.stable if kw not in moved)
+    h = _copy_header(t)
+    h.path = path
+    if h.pixel_offset is not None:
+        h.pixel_offset = where[1]
+    for kw in kind.varying:
+        text = get(kw)
+        if text != texts.get(kw):
+            field_name, how = _FIELD_OF[kw]
+            try:  # the value as values_from_scan converts it (the charset is shared)
+                value = how({kw: convert(text, SCAN_TABLE[kw][1], kind.utf8)}, kw, path)
+            except SkipFile:  # named as header_from_values names it
+                return header_from_values(path, _values_of(scanned), ts, where, size)
+            setattr(h, field_name, value)
+    return h
+
+
+def _copy_header(h: SliceHeader) -> SliceHeader:
+    """A copy of ``h`` (its own ``extra``; the other values are immutable or shared on purpose,
+    as ``dataclasses.replace`` would share them), without calling ``__init__``."""
+    c = object.__new__(SliceHeader)
+    c.__dict__.update(h.__dict__)
+    c.extra = dict(h.extra)
+    return c
+
+
+def _label_scanned(h: SliceHeader, scanned: dict, kind: _Shared) -> SliceHeader:
+    """:func:`_label_vendor` of a scanned file's header.  Its result depends on the vendor
+    keywords' values, the manufacturer and image type (all shared by the kind when the vendor
+    texts are the kind's), the b-value and direction (unset: their FD tags send files to
+    pydicom) and the IOP: when the IOP too is the kind's first labelled one, the labels are
+    that header's (``kind.labels``)."""
+    if tuple(map(scanned.get, _VENDOR_KEYS)) != kind.vendor_texts:
+        return _label_vendor([h], _values_of({k: scanned[k] for k in _VENDOR_KEYS + (
+            "SpecificCharacterSet",) if k in scanned}))[0]
+    iop = repr(h.iop)  # (repr: -0.0 == 0.0, but a direction made with it differs)
+    if kind.labels is not None and kind.labels[0] == iop:
+        _, h.diffusion_bvalue, h.diffusion_direction, added = kind.labels
+        h.extra.update(added)
+        return h
+    before = dict(h.extra)
+    _label_vendor([h], kind.values)
+    if kind.labels is None and h.diffusion_bvalue is None and h.diffusion_direction is None:
+        added = {k: v for k, v in h.extra.items() if k not in before}
+        if all(h.extra[k] is before[k] for k in before):
+            kind.labels = (iop, None, None, added)
+    return h
 
 
 def _label_vendor(headers: list, values: dict) -> list:
@@ -635,6 +746,66 @@ def _damage_info(values, path: str) -> dict:
             "ipp": vec("ImagePositionPatient", 3), "iop": vec("ImageOrientationPatient", 6)}
 
 
+def _text(ds, kw, path):
+    return _str(ds, kw)
+
+
+def _int(ds, kw, path):
+    return _num(ds, kw, int)
+
+
+def _float(ds, kw, path):
+    return _num(ds, kw)
+
+
+def _vector(n: int):
+    return lambda ds, kw, path: _vec(ds, kw, n, path)
+
+
+#: The SliceHeader fields that each come from one keyword alone: keyword -> (field, value of
+#: (values, keyword, path)).  :func:`header_from_values` sets them all; :func:`_from_template`
+#: converts only those whose text differs from the template's.
+_FIELD_OF = {
+    "SOPInstanceUID": ("sop_instance_uid", _text),
+    "SOPClassUID": ("sop_class_uid", _text),
+    "SeriesInstanceUID": ("series_instance_uid", _text),
+    "StudyInstanceUID": ("study_instance_uid", _text),
+    "FrameOfReferenceUID": ("frame_of_reference_uid", _text),
+    "Modality": ("modality", _text),
+    "Manufacturer": ("manufacturer", _text),
+    "SeriesNumber": ("series_number", _int),
+    "SeriesDescription": ("series_description", _text),
+    "InstanceNumber": ("instance_number", _int),
+    "AcquisitionNumber": ("acquisition_number", _int),
+    "ImageType": ("image_type", lambda ds, kw, path: _image_type(ds.get(kw))),
+    "ImagePositionPatient": ("ipp", _vector(3)),
+    "ImageOrientationPatient": ("iop", _vector(6)),
+    "PixelSpacing": ("pixel_spacing", _vector(2)),
+    "SliceThickness": ("slice_thickness", _float),
+    "GantryDetectorTilt": ("gantry_tilt", _float),
+    "PhotometricInterpretation": ("photometric", _text),
+    "PlanarConfiguration": ("planar_configuration", lambda ds, kw, path: _num(ds, kw, int) or 0),
+    "RescaleType": ("rescale_type", _text),
+    "EchoNumbers": ("echo_numbers", lambda ds, kw, path: None if ds.get(kw) is None
+                    else str(ds.get(kw))),
+    "EchoTime": ("echo_time", _float),
+    "TemporalPositionIdentifier": ("temporal_position", _int),
+    "PatientID": ("patient_id", _text),
+    "PatientName": ("patient_name", _text),
+    "TriggerTime": ("trigger_time", _float),
+    "DiffusionBValue": ("diffusion_bvalue", _float),
+    "DiffusionGradientOrientation": ("diffusion_direction", _vector(3)),
+}
+#: Scanned keywords that decide everything else of a header (pixel format and checks, rescale,
+#: series text, whether pydicom must read the file): files share a template only when these
+#: texts are equal.  The vendor keywords are compared per file (:func:`_label_scanned`).
+_SHARED_KEYS = ("SpecificCharacterSet", "Modality", "Manufacturer", "ImageType", "Rows",
+                "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                "PixelRepresentation", "PixelPaddingValue", "RescaleSlope", "RescaleIntercept",
+                "ProtocolName", "StudyDate", "SeriesDate", "BodyPartExamined") \
+    + tuple(_EXACT_WITH_PYDICOM)
+
+
 def header_from_values(path: str, ds: dict, ts: str, where, size: int,
                        cut: bool = False) -> SliceHeader:
     """A :class:`SliceHeader` from keyword -> value (from GDCM or pydicom) and the pixel
@@ -643,48 +814,20 @@ def header_from_values(path: str, ds: dict, ts: str, where, size: int,
     slope = _num(ds, "RescaleSlope")
     intercept = _num(ds, "RescaleIntercept")
     pr = _num(ds, "PixelRepresentation", int) or 0
-    echo = ds.get("EchoNumbers")
     return SliceHeader(
         path=path,
-        sop_instance_uid=_str(ds, "SOPInstanceUID"),
-        sop_class_uid=_str(ds, "SOPClassUID"),
-        series_instance_uid=_str(ds, "SeriesInstanceUID"),
-        study_instance_uid=_str(ds, "StudyInstanceUID"),
-        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"),
-        modality=_str(ds, "Modality"),
-        manufacturer=_str(ds, "Manufacturer"),
-        series_number=_num(ds, "SeriesNumber", int),
-        series_description=_str(ds, "SeriesDescription"),
-        instance_number=_num(ds, "InstanceNumber", int),
-        acquisition_number=_num(ds, "AcquisitionNumber", int),
-        image_type=_image_type(ds.get("ImageType")),
-        ipp=_vec(ds, "ImagePositionPatient", 3, path),
-        iop=_vec(ds, "ImageOrientationPatient", 6, path),
-        pixel_spacing=_vec(ds, "PixelSpacing", 2, path),
-        slice_thickness=_num(ds, "SliceThickness"),
-        gantry_tilt=_num(ds, "GantryDetectorTilt"),
+        **{name: how(ds, kw, path) for kw, (name, how) in _FIELD_OF.items()},
         rows=rows, columns=cols, number_of_frames=_num(ds, "NumberOfFrames", int) or 1,
         samples_per_pixel=_num(ds, "SamplesPerPixel", int) or 1,
-        photometric=_str(ds, "PhotometricInterpretation"),
-        planar_configuration=_num(ds, "PlanarConfiguration", int) or 0,
         bits_allocated=bits_alloc,
         bits_stored=_num(ds, "BitsStored", int) or bits_alloc,
         pixel_representation=pr,
         rescale_slope=1.0 if slope is None else slope,
         rescale_intercept=0.0 if intercept is None else intercept,
-        rescale_type=_str(ds, "RescaleType"),
         has_rescale=slope is not None or intercept is not None,
         pixel_padding_value=_padding(ds.get("PixelPaddingValue"), pr, bits_alloc),
-        echo_numbers=str(echo) if echo is not None else None,
-        echo_time=_num(ds, "EchoTime"),
-        temporal_position=_num(ds, "TemporalPositionIdentifier", int),
         transfer_syntax=ts,
         pixel_offset=where[1] if native else None,
-        patient_id=_str(ds, "PatientID"),
-        patient_name=_str(ds, "PatientName"),
-        trigger_time=_num(ds, "TriggerTime"),
-        diffusion_bvalue=_num(ds, "DiffusionBValue"),
-        diffusion_direction=_vec(ds, "DiffusionGradientOrientation", 3, path),
         text=SeriesText(_str(ds, "ProtocolName"), _str(ds, "StudyDate"),
                         _str(ds, "SeriesDate"), _str(ds, "BodyPartExamined")),
         pixel_tag=where[0],

@@ -111,6 +111,42 @@ def test_gdcm_headers_equal_pydicom_headers(corpus):
     assert compared > 120
 
 
+def test_headers_shared_between_files_equal_pydicom_headers(tmp_path):
+    """Scanned files of one kind share a template header (headers._from_template): every file
+    whose values differ from the template's, validly or not, still gets the header (or the
+    reason) pydicom's reading of that file gives."""
+    import os
+    paths = write_series(SeriesSpec(n_slices=8, modality="MR", dtype="uint16"), tmp_path / "s")
+    edits = {1: ("PatientName", "Other^Name"), 2: ("ImagePositionPatient", ["1", "2"]),
+             3: ("InstanceNumber", b"x1"), 4: ("SeriesDescription", "other text"),
+             5: ("ImageOrientationPatient", [0, 1, 0, 0, 0, -1]), 6: ("EchoNumbers", "2"),
+             7: ("SOPClassUID", "1.2.840.10008.5.1.4.1.1.4")}
+    for i, (kw, value) in edits.items():
+        ds = pydicom.dcmread(paths[i])
+        if isinstance(value, bytes):  # invalid text pydicom would not store as a value
+            tag = pydicom.datadict.tag_for_keyword(kw)
+            ds[tag] = pydicom.dataelem.RawDataElement(
+                pydicom.tag.Tag(tag), pydicom.datadict.dictionary_VR(tag), len(value), value,
+                0, False, True)
+        else:
+            setattr(ds, kw, value)
+        ds.save_as(paths[i])
+    files = [str(p) for p in paths]
+    via_gdcm = H.read_many(files)
+    for p in files:
+        try:
+            theirs = H._headers_with_pydicom(p, os.path.getsize(p))
+        except H.SkipFile as exc:  # (the values read by GDCM are tuples, pydicom's lists)
+            assert isinstance(via_gdcm[p], H.SkipFile), p
+            ours = str(via_gdcm[p]).replace("value of '(", "value of '[")
+            assert ours.replace(")' is invalid", "]' is invalid") == str(exc), p
+            continue
+        assert via_gdcm[p] == theirs, p
+    assert isinstance(via_gdcm[files[2]], H.SkipFile)
+    assert via_gdcm[files[1]][0].patient_name == "Other^Name"
+    assert via_gdcm[files[6]][0].echo_numbers == "2"
+
+
 def test_pixel_data_not_last_is_found_by_walking(tmp_path):
     """Pixel data followed by another element: the end-of-file check fails, so the offset is
     found by walking the header instead, never guessed."""
@@ -298,3 +334,24 @@ def test_duplicate_check_pixels_are_reused_by_decode(tmp_path, monkeypatch):
                         lambda path, ks, out: (opened.append(path), real(path, ks, out)))
     vol = load_plan(plan_group(g, Policy()).volumes[0])
     assert len(opened) == 2 and files[1] not in opened and vol.array.shape[0] == 3
+
+
+def test_iter_files_lists_what_os_walk_finds(tmp_path):
+    """iter_files (a directory listing without a stat per file) lists what os.walk top-down
+    and os.path.isfile find, in the same order: links to files followed, links to folders and
+    broken links not."""
+    import os
+    root = tmp_path / "r"
+    for d in ("b", "a/c", "a/c/d", "e"):
+        (root / d).mkdir(parents=True)
+    for f in ("z", "a/y", "a/c/x", "a/c/d/w", "b/v", "e/u", "a/t"):
+        (root / f).write_bytes(b"x")
+    os.symlink(root / "a/y", root / "b/link_to_file")
+    os.symlink(root / "a", root / "e/link_to_folder")
+    os.symlink(root / "missing", root / "e/broken")
+    expect = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        expect += [os.path.join(dirpath, n) for n in sorted(filenames)
+                   if os.path.isfile(os.path.join(dirpath, n))]
+    assert iter_files(str(root)) == expect and len(expect) == 8

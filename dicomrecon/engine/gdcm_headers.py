@@ -59,10 +59,11 @@ def scan_values(paths: list, table: dict) -> dict:
     paths = [p for p in paths if _c_string(p)]  # others are read by pydicom
     scanner.Scan(paths)
     keys = [p for p in paths if scanner.IsKey(p)]
-    out = {p: {} for p in keys}
+    own: dict = {p: {} for p in keys}
+    common: dict = {}  # keyword -> text of the tags every file has, with one value
     for kw, t in [("TransferSyntaxUID", ts_tag)] + wanted:
-        _collect(scanner, kw, t, keys, out)
-    return out
+        _collect(scanner, kw, t, keys, own, common)
+    return {p: {**common, **d} for p, d in own.items()} if common else own
 
 
 def _c_string(path: str) -> bool:
@@ -74,14 +75,23 @@ def _c_string(path: str) -> bool:
     return True
 
 
-def _collect(scanner, kw: str, tag, keys: list, out: dict) -> None:
-    """Put one tag's text into ``out[path][kw]``.  Python calls into GDCM cost more than the
-    scan itself, so a value shared by many files is fetched once with the list of its files,
-    and a tag that no file has costs one call."""
-    values = scanner.GetOrderedValues(tag)
-    if not values:
-        return
-    if len(values) <= 4 and all(v.isascii() for v in values):  # (C strings going back in)
+def _collect(scanner, kw: str, tag, keys: list, out: dict, common: dict) -> None:
+    """Put one tag's text into ``out[path][kw]``, or into ``common[kw]`` when every file has
+    that one value.  Python calls into GDCM cost more than the scan itself (each of these
+    walks every file's values), so the first file's value is asked first: when all files have
+    it, that is the tag's only call besides GetValue; a tag no file has costs one call."""
+    first = scanner.GetValue(keys[0], tag) if keys else None
+    if first is not None and first.isascii():  # (C strings going back in)
+        having = scanner.GetAllFilenamesFromTagToValue(tag, first)
+        if len(having) >= len(out) and set(having) >= out.keys():
+            common[kw] = first
+            return
+        values = () if len(having) > len(out) // 2 else scanner.GetOrderedValues(tag)
+    else:
+        values = scanner.GetOrderedValues(tag)
+        if not values:
+            return
+    if values and len(values) <= 4 and all(v.isascii() for v in values):
         for v in values:
             for p in scanner.GetAllFilenamesFromTagToValue(tag, v):
                 if p in out:
@@ -157,22 +167,37 @@ def pixel_location(path: str, size: int, value_length: Optional[int], little: bo
     data, which must end with the (FFFE,E0DD) sequence delimiter (its offset is then unknown,
     and not needed: encapsulated frames are read by a decoder).
     """
-    try:
-        with open(path, "rb") as fp:
-            if value_length is None:
-                if size < 8:
-                    return None
-                fp.seek(size - 8)
-                return (0x7FE00010, None, 0xFFFFFFFF) if fp.read(8) == _ENCAPSULATED_END else None
-            head_len = 8 if implicit else 12
-            start = size - value_length - head_len
-            if start < 0:
-                return None
-            fp.seek(start)
-            head = fp.read(head_len)
-    except OSError:
+    if value_length is None:
+        if size < 8:
+            return None
+        return (0x7FE00010, None, 0xFFFFFFFF) if _read_at(path, size - 8, 8) == _ENCAPSULATED_END \
+            else None
+    head_len = 8 if implicit else 12
+    start = size - value_length - head_len
+    if start < 0:
+        return None
+    head = _read_at(path, start, head_len)
+    if head is None or len(head) != head_len:
         return None
     return _check_header(head, start + head_len, value_length, little, implicit)
+
+
+def _read_at(path: str, offset: int, n: int) -> Optional[bytes]:
+    """``n`` bytes at ``offset`` (fewer at the end of the file), None when unreadable (one
+    pread: no Python file object for a 12-byte read, once per file of a scan)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return None
+    try:
+        if hasattr(os, "pread"):
+            return os.pread(fd, n, offset)
+        os.lseek(fd, offset, os.SEEK_SET)  # (Windows)
+        return os.read(fd, n)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _check_header(head: bytes, offset: int, value_length: int, little: bool,
