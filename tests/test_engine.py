@@ -298,3 +298,88 @@ def test_duplicate_check_pixels_are_reused_by_decode(tmp_path, monkeypatch):
                         lambda path, ks, out: (opened.append(path), real(path, ks, out)))
     vol = load_plan(plan_group(g, Policy()).volumes[0])
     assert len(opened) == 2 and files[1] not in opened and vol.array.shape[0] == 3
+
+
+# ---------------------------------------------------------------- codec fast path == ITK
+def _gdcm_encode(src: str, dst: str, syntax: str) -> None:
+    """Re-encode one file's pixels with GDCM (an encoder independent of the decoders under
+    test); the rest of the header stays the original's (GDCM's writer would drop some)."""
+    import gdcm
+    reader = gdcm.ImageReader()
+    reader.SetFileName(src)
+    assert reader.Read(), src
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change(), (src, syntax)
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(dst)
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write(), dst
+    enc, ds = pydicom.dcmread(dst), pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = enc.file_meta.TransferSyntaxUID
+    ds.PixelData = enc.PixelData
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    ds.save_as(dst, enforce_file_format=True)
+
+
+CODEC_SPECS = {
+    "int16": SeriesSpec(n_slices=3, rows=20, columns=14),
+    # signed 12-bit with negative stored values: the codecs give bit patterns to sign-extend
+    "int16_12bit_negative": SeriesSpec(n_slices=3, rows=20, columns=14, bits_stored=12,
+                                       intercepts=[0, 0, 0]),
+    "uint16_12bit_monochrome1": SeriesSpec(n_slices=3, modality="MR", dtype="uint16",
+                                           bits_stored=12, photometric="MONOCHROME1"),
+    "uint8": SeriesSpec(n_slices=3, modality="MR", dtype="uint8"),
+    "per_slice_rescale": SeriesSpec(n_slices=3, modality="MR", dtype="uint16",
+                                    slopes=[0.5, 1.25, 2.0], intercepts=[0, -3.5, 10]),
+}
+CODEC_SYNTAXES = ["RLELossless", "JPEGLSLossless", "JPEGLosslessProcess14_1",
+                  "JPEGLosslessProcess14"]
+
+
+@pytest.mark.parametrize("syntax", CODEC_SYNTAXES)
+@pytest.mark.parametrize("name", sorted(CODEC_SPECS))
+@pytest.mark.parametrize("enhanced", [False, True], ids=["single", "multiframe"])
+def test_codec_fast_path_equals_itk_and_pydicom(name, syntax, enhanced, tmp_path, monkeypatch):
+    """GDCM-encoded RLE / JPEG-LS / JPEG lossless files: ``auto`` decodes them straight from
+    their fragments (engine/codecs.py, checked to be used) into the same voxels as
+    ImageSeriesReader (``itk``), and as the uncompressed originals."""
+    from dicomrecon.engine import codecs
+    spec = CODEC_SPECS[name]
+    if enhanced:
+        plain = [write_enhanced(spec, str(tmp_path / "plain" / "enh.dcm"), frame_order=[2, 0, 1])]
+    else:
+        plain = write_series(spec, tmp_path / "plain")
+    (tmp_path / "enc").mkdir()
+    for i, f in enumerate(plain):
+        _gdcm_encode(str(f), str(tmp_path / "enc" / f"x{i}.dcm"), syntax)
+    used = []
+    real = codecs.decode_file
+    monkeypatch.setattr(codecs, "decode_file",
+                        lambda path, h: used.append(real(path, h) is not None) or real(path, h))
+    auto = dicomrecon.read_volume(tmp_path / "enc")
+    assert used and all(used), "the fast path was not taken"
+    itk = dicomrecon.read_volume(tmp_path / "enc", engine="itk")
+    ref = dicomrecon.read_volume(tmp_path / "plain")
+    assert auto.array.dtype == itk.array.dtype == ref.array.dtype
+    assert np.array_equal(auto.array, itk.array) and np.array_equal(auto.array, ref.array)
+    assert np.array_equal(auto.affine, itk.affine)
+
+
+def test_codec_fast_path_declines_what_it_cannot_walk(tmp_path):
+    """Bytes that are not the data set the walker expects: None (decoded the general way),
+    never an exception or a guessed offset."""
+    from dicomrecon.engine import codecs
+    (src,) = write_series(SeriesSpec(n_slices=1), tmp_path / "a")
+    _gdcm_encode(str(src), str(tmp_path / "rle.dcm"), "RLELossless")
+    (h,) = H.read_headers(str(tmp_path / "rle.dcm"))
+    assert codecs.decode_file(str(tmp_path / "rle.dcm"), h) is not None
+    raw = bytearray((tmp_path / "rle.dcm").read_bytes())
+    for cut in (200, len(raw) // 2, len(raw) - 4):
+        (tmp_path / "cut.dcm").write_bytes(bytes(raw[:cut]))
+        assert codecs.decode_file(str(tmp_path / "cut.dcm"), h) is None
+    raw[128:132] = b"XXXX"
+    (tmp_path / "noprefix.dcm").write_bytes(bytes(raw))
+    assert codecs.decode_file(str(tmp_path / "noprefix.dcm"), h) is None

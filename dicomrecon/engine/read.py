@@ -9,9 +9,11 @@ Engines:
 * ``itk``: single-frame files through ``ImageSeriesReader`` with our file order (chunks of
   :data:`itk_decode.CHUNK` files, two chunks at a time), multi-frame files and mosaics through
   ``ImageFileReader``.
-* ``auto``: uncompressed files read in place (:mod:`.native_decode`); compressed files through
-  ITK (pydicom for RLE, which it decodes faster), one file per task on a thread pool of one
-  thread per core (the ITK/GDCM codecs release the GIL while they decode).
+* ``auto``: uncompressed files read in place (:mod:`.native_decode`); lossless grey-scale
+  RLE, JPEG-LS and JPEG files decoded straight from their fragments by the codec libraries
+  (:mod:`.codecs`: no pydicom Dataset, no ITK pipeline); everything else through ITK (pydicom
+  for float pixel data); one file per task on a thread pool of one thread per core (the
+  codecs release the GIL while they decode).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import itk_decode
+from . import codecs, itk_decode
 from .native_decode import DecodeError, frame_dtype, read_native, read_whole
 
 
@@ -108,15 +110,21 @@ def _place(frames: np.ndarray, ks: list, out: np.ndarray, path: str) -> None:
 
 #: Codecs where pydicom decodes faster than GDCM: RLE, through pylibjpeg-rle (512x512 CT:
 #: ~2-7 ms a slice against ~50-100 ms for GDCM's RLE decoder, on this loaded machine);
-#: ``auto`` uses pydicom for them, ``itk`` never does.
+#: ``auto`` uses pydicom for the RLE files :mod:`.codecs` does not take (colour), ``itk``
+#: never does.
 PYDICOM_FASTER = {"1.2.840.10008.1.2.5"}  # RLE Lossless
 
 
 def _decode_file(path: str, ks: list, engine: str = "auto") -> np.ndarray:
-    """Every frame of one file, as stored values: ITK, or pydicom for float pixel data (and,
-    under ``auto``, for the codecs in :data:`PYDICOM_FASTER`)."""
+    """Every frame of one file, as stored values: under ``auto`` the codec libraries straight
+    from the fragments where :mod:`.codecs` applies; else ITK, or pydicom for float pixel data
+    (and, under ``auto``, for the codecs in :data:`PYDICOM_FASTER`)."""
     headers = [h for _, h in ks]
     h = headers[0]
+    if engine == "auto":
+        frames = codecs.decode_file(path, h)
+        if frames is not None:
+            return frames
     if h.is_float or (engine == "auto" and h.transfer_syntax in PYDICOM_FASTER):
         arr = itk_decode.read_with_pydicom(path)
         frames = arr.reshape((-1,) + tuple(arr.shape[-3 if h.samples_per_pixel == 3 else -2:]))
