@@ -356,9 +356,9 @@ def test_codec_fast_path_equals_itk_and_pydicom(name, syntax, enhanced, tmp_path
     for i, f in enumerate(plain):
         _gdcm_encode(str(f), str(tmp_path / "enc" / f"x{i}.dcm"), syntax)
     used = []
-    real = codecs.decode_file
-    monkeypatch.setattr(codecs, "decode_file",
-                        lambda path, h: used.append(real(path, h) is not None) or real(path, h))
+    real = codecs.decode_into
+    monkeypatch.setattr(codecs, "decode_into",
+                        lambda path, ks, out: used.append(real(path, ks, out)) or used[-1])
     auto = dicomrecon.read_volume(tmp_path / "enc")
     assert used and all(used), "the fast path was not taken"
     itk = dicomrecon.read_volume(tmp_path / "enc", engine="itk")
@@ -383,3 +383,23 @@ def test_codec_fast_path_declines_what_it_cannot_walk(tmp_path):
     raw[128:132] = b"XXXX"
     (tmp_path / "noprefix.dcm").write_bytes(bytes(raw))
     assert codecs.decode_file(str(tmp_path / "noprefix.dcm"), h) is None
+
+
+@pytest.mark.parametrize("syntax", CODEC_SYNTAXES)
+@pytest.mark.parametrize("cut", [10, 400])
+def test_codec_fast_path_refuses_a_cut_stream(syntax, cut, tmp_path):
+    """A frame's stream cut short (the item structure intact, the JPEG EOI marker kept) is
+    never decoded into wrong voxels by the fast path: it declines, and the general path
+    decodes or refuses the file (libjpeg-turbo and imagecodecs' RLE would fill the gap)."""
+    from pydicom.encaps import encapsulate, generate_fragmented_frames
+    from dicomrecon.engine import codecs
+    (src,) = write_series(SeriesSpec(n_slices=1, rows=64, columns=64), tmp_path / "a")
+    _gdcm_encode(str(src), str(tmp_path / "x.dcm"), syntax)
+    ds = pydicom.dcmread(tmp_path / "x.dcm")
+    frag = b"".join(next(generate_fragmented_frames(ds.PixelData)))
+    short = frag[:-cut - 2] + frag[-2:] if b"\xff\xd9" == frag[-2:] else frag[:-cut]
+    ds.PixelData = encapsulate([short + b"\0" * (len(short) % 2)])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(tmp_path / "x.dcm")
+    (h,) = H.read_headers(str(tmp_path / "x.dcm"))
+    assert codecs.decode_file(str(tmp_path / "x.dcm"), h) is None

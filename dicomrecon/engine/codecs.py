@@ -8,11 +8,19 @@ items are the fragments; each frame's fragments go to one codec library call:
 * RLE Lossless: pylibjpeg-rle (``rle.rle.decode_frame``, Rust);
 * JPEG-LS Lossless: imagecodecs' CharLS (``jpegls_decode``);
 * JPEG Lossless, Non-Hierarchical (process 14, and its selection value 1): imagecodecs'
-  libjpeg-turbo (``jpeg8_decode``, lossless since libjpeg-turbo 3).
+  ``jpegsof3_decode`` (Chris Rorden's lossless decoder, dcm2niix's).
 
-imagecodecs releases the GIL while it decodes, so the files of a series decode on both cores.
-Measured per 512x512 int16 frame (scripts/benchmark.py's CT re-encoded by GDCM, CPU time):
-RLE ~1-2 ms, JPEG-LS ~4.5 ms (ITK/GDCM: ~9), JPEG lossless ~2.3 ms (ITK/GDCM: ~10).
+Each decoder is *strict*: a stream cut short or overrunning the image raises, and the file goes
+to the general path, which decodes it or refuses it.  That rules out, measured on cut streams:
+libjpeg-turbo (``jpeg8_decode``: 2.3 ms a frame, but warns and fills the rest of a truncated
+image), liblj92 (``ljpeg_decode``) and imagecodecs' ``dicomrle_decode`` (silent on a segment
+cut by a few bytes) -- all would have given wrong voxels where ITK/GDCM refuses.
+
+JPEG-LS and JPEG decode straight into the frame's slice of the output array (``out=``), and
+imagecodecs releases the GIL while it decodes, so the files decode on both cores.  Measured per
+512x512 int16 frame (scripts/benchmark.py's CT re-encoded by GDCM, CPU time): JPEG-LS ~4.5 ms
+(ITK/GDCM: ~9), JPEG lossless ~4.9 ms (ITK/GDCM: ~10), RLE ~0.9 ms (through a pydicom Dataset
+~2-3 ms).
 
 The values are the stored values as the codec gives them (unsigned bit patterns for signed
 data: :func:`dicomrecon.decode._fix_bits` sign-extends them from BitsStored, exactly as for
@@ -59,24 +67,48 @@ def handles(h) -> bool:
 def decode_file(path: str, h) -> Optional[np.ndarray]:
     """(frames, rows, columns) stored values of every frame of ``path``, or None when this
     path does not apply (the caller then decodes the general way)."""
+    frames = _file_frames(path, h)
+    if frames is None:
+        return None
+    out = np.empty((len(frames), h.rows, h.columns), dtype=_dtype(h))
+    ok = _guarded(lambda: all(_decode_into(parts, h, out[i]) for i, parts in enumerate(frames)))
+    return out if ok else None
+
+
+def decode_into(path: str, ks: list, out: np.ndarray) -> bool:
+    """Decode the frames ``ks`` ([(output index, header), ...], one file) of ``path`` straight
+    into ``out[index]`` (no intermediate array); False when this path does not apply (the
+    caller then decodes the whole file the general way, overwriting what was written)."""
+    h = ks[0][1]
+    if out.dtype != _dtype(h) or out.shape[1:] != (h.rows, h.columns):
+        return False
+    frames = _file_frames(path, h)
+    if frames is None or any(hk.frame >= len(frames) for _, hk in ks):
+        return False
+    return _guarded(lambda: all(_decode_into(frames[hk.frame], h, out[k]) for k, hk in ks))
+
+
+def _file_frames(path: str, h) -> Optional[list]:
+    """Each frame's fragments (memoryviews of the file read once), or None."""
     if not handles(h):
         return None
     try:
         with open(path, "rb") as fp:
             buf = memoryview(fp.read())
-        frames = _frames(_fragments(buf), h.number_of_frames)
-        if frames is None:
-            return None
-        out = np.empty((len(frames), h.rows, h.columns), dtype=_dtype(h))
-        for i, parts in enumerate(frames):
-            if not _decode_into(parts, h, out[i]):
-                return None
-        return out
-    except (_Unwalkable, OSError, ValueError, RuntimeError, struct.error, ImportError):
+        return _frames(_fragments(buf), h.number_of_frames)
+    except (_Unwalkable, OSError, struct.error):
         return None
+
+
+def _guarded(work) -> bool:
+    """``work()``, with a decoder's refusal (a corrupt stream) as False."""
+    try:
+        return bool(work())
+    except (ValueError, RuntimeError, ImportError):
+        return False
     except Exception as exc:  # imagecodecs raises its own *Error types (e.g. JpeglsError)
         if type(exc).__module__.startswith("imagecodecs"):
-            return None
+            return False
         raise
 
 
@@ -85,24 +117,24 @@ def _dtype(h) -> np.dtype:
 
 
 def _decode_into(parts: list, h, into: np.ndarray) -> bool:
-    """Decode one frame's fragments into ``into``; False when the result does not fit."""
+    """Decode one frame's fragments into ``into`` (C-contiguous (rows, columns)); False when
+    the codec's image does not fit it."""
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     if h.transfer_syntax == RLE:
         from rle.rle import decode_frame
         raw = decode_frame(bytes(data), h.rows * h.columns, h.bits_allocated, "<")
-        arr = np.frombuffer(raw, dtype=into.dtype)
-        if arr.size != into.size:
+        if len(raw) != into.nbytes:
             return False
-        into.reshape(-1)[...] = arr
+        into.reshape(-1)[...] = np.frombuffer(raw, dtype=into.dtype)
         return True
     import imagecodecs
-    arr = (imagecodecs.jpegls_decode(data) if h.transfer_syntax == JPEG_LS
-           else imagecodecs.jpeg8_decode(data))
+    decode = imagecodecs.jpegls_decode if h.transfer_syntax == JPEG_LS else \
+        imagecodecs.jpegsof3_decode
+    arr = decode(data, out=into)
     if arr.shape != into.shape or arr.dtype.kind not in "ui" or arr.itemsize > into.itemsize:
         return False
-    if arr.itemsize == into.itemsize:
-        arr = arr.view(into.dtype)  # bit patterns: sign-extended later from BitsStored
-    into[...] = arr
+    if not np.shares_memory(arr, into):  # the codec made its own array (e.g. 8-bit samples
+        into[...] = arr                   # in 16-bit words): the values, widened
     return True
 
 

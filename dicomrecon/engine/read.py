@@ -65,8 +65,16 @@ def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarr
     if engine == "itk":
         _read_itk(others, out, prog)
     else:
-        _parallel(others, out, prog, _decode_file)
+        _parallel(others, out, prog, lambda path, ks: _decode_file_auto(path, ks, out))
     return out
+
+
+def _decode_file_auto(path: str, ks: list, out: np.ndarray) -> Optional[np.ndarray]:
+    """None when :mod:`.codecs` decoded the file's frames straight into ``out`` (in the worker
+    thread), else every frame of the file (to be placed)."""
+    if codecs.decode_into(path, ks, out):
+        return None
+    return _decode_file(path, ks, "auto")
 
 
 def _gdcm_misreads(h) -> bool:
@@ -116,15 +124,10 @@ PYDICOM_FASTER = {"1.2.840.10008.1.2.5"}  # RLE Lossless
 
 
 def _decode_file(path: str, ks: list, engine: str = "auto") -> np.ndarray:
-    """Every frame of one file, as stored values: under ``auto`` the codec libraries straight
-    from the fragments where :mod:`.codecs` applies; else ITK, or pydicom for float pixel data
-    (and, under ``auto``, for the codecs in :data:`PYDICOM_FASTER`)."""
+    """Every frame of one file, as stored values: ITK, or pydicom for float pixel data (and,
+    under ``auto``, for the codecs in :data:`PYDICOM_FASTER`)."""
     headers = [h for _, h in ks]
     h = headers[0]
-    if engine == "auto":
-        frames = codecs.decode_file(path, h)
-        if frames is not None:
-            return frames
     if h.is_float or (engine == "auto" and h.transfer_syntax in PYDICOM_FASTER):
         arr = itk_decode.read_with_pydicom(path)
         frames = arr.reshape((-1,) + tuple(arr.shape[-3 if h.samples_per_pixel == 3 else -2:]))
@@ -142,7 +145,8 @@ def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None
     """Decode files on a thread pool and put their frames in place."""
     def place(item, frames):
         path, ks = item
-        _place(frames, ks, out, path)
+        if frames is not None:  # None: already in place
+            _place(frames, ks, out, path)
         prog.add(len(ks))
     _windowed(list(files.items()), lambda item: decode_one(*item), place)
 
