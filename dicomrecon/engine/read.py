@@ -59,9 +59,12 @@ def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarr
     native = {p: ks for p, ks in files.items()
               if ks[0][1].is_native and (engine == "auto" or _gdcm_misreads(ks[0][1]))}
     others = {p: ks for p, ks in files.items() if p not in native}
-    for path, ks in native.items():
-        _read_native_file(path, ks, out)
-        prog.add(len(ks))
+    # reads release the GIL: two threads keep both cores copying (and faulting in ``out``),
+    # 16 files a task (a task per 512 KB file costs about as much as its read)
+    items = list(native.items())
+    batches = [items[i:i + 16] for i in range(0, len(items), 16)]
+    _windowed(batches, lambda batch: [_read_native_file(p, ks, out) for p, ks in batch],
+              lambda batch, _: prog.add(sum(len(ks) for _, ks in batch)))
     if engine == "itk":
         _read_itk(others, out, prog)
     else:
@@ -142,13 +145,14 @@ def _decode_file_itk(path: str, ks: list) -> np.ndarray:
 
 
 def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None:
-    """Decode files on a thread pool and put their frames in place."""
-    def place(item, frames):
+    """Decode files on a thread pool; each worker puts its file's frames in place (the copy
+    and the first touch of ``out`` run on both cores, not in the consuming thread)."""
+    def work(item):
         path, ks = item
+        frames = decode_one(path, ks)
         if frames is not None:  # None: already in place
             _place(frames, ks, out, path)
-        prog.add(len(ks))
-    _windowed(list(files.items()), lambda item: decode_one(*item), place)
+    _windowed(list(files.items()), work, lambda item, _: prog.add(len(item[1])))
 
 
 def _windowed(items: list, work, consume, workers: Optional[int] = None) -> None:
@@ -178,16 +182,15 @@ def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
     rest = {p: ks for p, ks in files.items() if (p, ks) not in single}
     chunks = [single[i:i + itk_decode.CHUNK] for i in range(0, len(single), itk_decode.CHUNK)]
 
-    def read_chunk(chunk):
+    def read_chunk(chunk):  # in a worker: ITK's read, our inversion and the copy into out
         headers = [ks[0][1] for _, ks in chunk]
-        values = itk_decode.read_series([p for p, _ in chunk], headers[0].samples_per_pixel == 3,
-                                        itk_decode.integer_safe(headers))
-        return [itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p)
-                for i, (p, ks) in enumerate(chunk)]
+        values, image = itk_decode.read_series_view(  # image: keeps ITK's buffer alive
+            [p for p, _ in chunk], headers[0].samples_per_pixel == 3,
+            itk_decode.integer_safe(headers))
+        for i, (p, ks) in enumerate(chunk):
+            _place(itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p), ks, out, p)
+        del values, image
 
-    def place(chunk, stored):
-        for (p, ks), frames in zip(chunk, stored):
-            _place(frames, ks, out, p)
-            prog.add(1)
-    _windowed(chunks, read_chunk, place, workers=min(2, _workers()))
+    _windowed(chunks, read_chunk, lambda chunk, _: prog.add(len(chunk)),
+              workers=min(2, _workers()))
     _parallel(rest, out, prog, _decode_file_itk)
