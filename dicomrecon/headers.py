@@ -719,6 +719,9 @@ def _syntax_problem(ts: str, length: int) -> Optional[str]:
     header, so the group is refused before any pixel is read)."""
     if ts in NATIVE_SYNTAXES or ts == DEFLATED:  # deflated: inflated by pydicom, then native
         return None
+    from .engine.codecs import SYNTAXES  # decoded without pydicom: not imported (~0.6 s CPU)
+    if ts in SYNTAXES and length == 0xFFFFFFFF:
+        return None
     from pydicom.uid import UID
     uid = UID(ts)
     name = f"a (0002,0010) 'Transfer Syntax UID' value of '{ts}'" + (

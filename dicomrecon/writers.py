@@ -188,7 +188,10 @@ def _open_out(tmp: str, gz: bool):
     if gz:
         from isal import igzip_threaded
         return igzip_threaded.open(tmp, "wb", compresslevel=2, threads=max(1, min(4, os.cpu_count() or 1)))
-    return open(tmp, "wb")
+    # "r+b", not "wb": the temporary is new and empty, and truncating it (O_TRUNC) makes ext4
+    # (auto_da_alloc) start write-back of the whole file at close: measured 0.15-0.2 s of the
+    # 500 MB benchmark volume, spent before convert can exit.
+    return open(tmp, "r+b")
 
 
 def _write_array(fp, array: np.ndarray, progress=None) -> None:
@@ -233,12 +236,12 @@ def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str,
                     fp.write(header)
                     _write_array(fp, array, progress)
             elif fmt == "nrrd":
-                with open(tmp, "wb") as fp:
+                with _open_out(tmp, False) as fp:
                     fp.write(nrrd_header(spatial, array.dtype, affine_lps, rgb=rgb))
                     _write_array(fp, array, progress)
             elif fmt == "mha":
                 _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
-                with open(tmp, "wb") as fp:
+                with _open_out(tmp, False) as fp:
                     fp.write(mha_header(spatial, array.dtype, affine_lps, rgb=rgb))
                     _write_array(fp, array, progress)
             else:

@@ -355,3 +355,108 @@ def test_iter_files_lists_what_os_walk_finds(tmp_path):
         expect += [os.path.join(dirpath, n) for n in sorted(filenames)
                    if os.path.isfile(os.path.join(dirpath, n))]
     assert iter_files(str(root)) == expect and len(expect) == 8
+
+
+# ---------------------------------------------------------------- codec fast path == ITK
+def _gdcm_encode(src: str, dst: str, syntax: str) -> None:
+    """Re-encode one file's pixels with GDCM (an encoder independent of the decoders under
+    test); the rest of the header stays the original's (GDCM's writer would drop some)."""
+    import gdcm
+    reader = gdcm.ImageReader()
+    reader.SetFileName(src)
+    assert reader.Read(), src
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change(), (src, syntax)
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(dst)
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write(), dst
+    enc, ds = pydicom.dcmread(dst), pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = enc.file_meta.TransferSyntaxUID
+    ds.PixelData = enc.PixelData
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    ds.save_as(dst, enforce_file_format=True)
+
+
+CODEC_SPECS = {
+    "int16": SeriesSpec(n_slices=3, rows=20, columns=14),
+    # signed 12-bit with negative stored values: the codecs give bit patterns to sign-extend
+    "int16_12bit_negative": SeriesSpec(n_slices=3, rows=20, columns=14, bits_stored=12,
+                                       intercepts=[0, 0, 0]),
+    "uint16_12bit_monochrome1": SeriesSpec(n_slices=3, modality="MR", dtype="uint16",
+                                           bits_stored=12, photometric="MONOCHROME1"),
+    "uint8": SeriesSpec(n_slices=3, modality="MR", dtype="uint8"),
+    "per_slice_rescale": SeriesSpec(n_slices=3, modality="MR", dtype="uint16",
+                                    slopes=[0.5, 1.25, 2.0], intercepts=[0, -3.5, 10]),
+}
+CODEC_SYNTAXES = ["RLELossless", "JPEGLSLossless", "JPEGLosslessProcess14_1",
+                  "JPEGLosslessProcess14"]
+
+
+@pytest.mark.parametrize("syntax", CODEC_SYNTAXES)
+@pytest.mark.parametrize("name", sorted(CODEC_SPECS))
+@pytest.mark.parametrize("enhanced", [False, True], ids=["single", "multiframe"])
+def test_codec_fast_path_equals_itk_and_pydicom(name, syntax, enhanced, tmp_path, monkeypatch):
+    """GDCM-encoded RLE / JPEG-LS / JPEG lossless files: ``auto`` decodes them straight from
+    their fragments (engine/codecs.py, checked to be used) into the same voxels as
+    ImageSeriesReader (``itk``), and as the uncompressed originals."""
+    from dicomrecon.engine import codecs
+    spec = CODEC_SPECS[name]
+    if enhanced:
+        plain = [write_enhanced(spec, str(tmp_path / "plain" / "enh.dcm"), frame_order=[2, 0, 1])]
+    else:
+        plain = write_series(spec, tmp_path / "plain")
+    (tmp_path / "enc").mkdir()
+    for i, f in enumerate(plain):
+        _gdcm_encode(str(f), str(tmp_path / "enc" / f"x{i}.dcm"), syntax)
+    used = []
+    real = codecs.decode_into
+    monkeypatch.setattr(codecs, "decode_into",
+                        lambda path, ks, out: used.append(real(path, ks, out)) or used[-1])
+    auto = dicomrecon.read_volume(tmp_path / "enc")
+    assert used and all(used), "the fast path was not taken"
+    itk = dicomrecon.read_volume(tmp_path / "enc", engine="itk")
+    ref = dicomrecon.read_volume(tmp_path / "plain")
+    assert auto.array.dtype == itk.array.dtype == ref.array.dtype
+    assert np.array_equal(auto.array, itk.array) and np.array_equal(auto.array, ref.array)
+    assert np.array_equal(auto.affine, itk.affine)
+
+
+def test_codec_fast_path_declines_what_it_cannot_walk(tmp_path):
+    """Bytes that are not the data set the walker expects: None (decoded the general way),
+    never an exception or a guessed offset."""
+    from dicomrecon.engine import codecs
+    (src,) = write_series(SeriesSpec(n_slices=1), tmp_path / "a")
+    _gdcm_encode(str(src), str(tmp_path / "rle.dcm"), "RLELossless")
+    (h,) = H.read_headers(str(tmp_path / "rle.dcm"))
+    assert codecs.decode_file(str(tmp_path / "rle.dcm"), h) is not None
+    raw = bytearray((tmp_path / "rle.dcm").read_bytes())
+    for cut in (200, len(raw) // 2, len(raw) - 4):
+        (tmp_path / "cut.dcm").write_bytes(bytes(raw[:cut]))
+        assert codecs.decode_file(str(tmp_path / "cut.dcm"), h) is None
+    raw[128:132] = b"XXXX"
+    (tmp_path / "noprefix.dcm").write_bytes(bytes(raw))
+    assert codecs.decode_file(str(tmp_path / "noprefix.dcm"), h) is None
+
+
+@pytest.mark.parametrize("syntax", CODEC_SYNTAXES)
+@pytest.mark.parametrize("cut", [10, 400])
+def test_codec_fast_path_refuses_a_cut_stream(syntax, cut, tmp_path):
+    """A frame's stream cut short (the item structure intact, the JPEG EOI marker kept) is
+    never decoded into wrong voxels by the fast path: it declines, and the general path
+    decodes or refuses the file (libjpeg-turbo and imagecodecs' RLE would fill the gap)."""
+    from pydicom.encaps import encapsulate, generate_fragmented_frames
+    from dicomrecon.engine import codecs
+    (src,) = write_series(SeriesSpec(n_slices=1, rows=64, columns=64), tmp_path / "a")
+    _gdcm_encode(str(src), str(tmp_path / "x.dcm"), syntax)
+    ds = pydicom.dcmread(tmp_path / "x.dcm")
+    frag = b"".join(next(generate_fragmented_frames(ds.PixelData)))
+    short = frag[:-cut - 2] + frag[-2:] if b"\xff\xd9" == frag[-2:] else frag[:-cut]
+    ds.PixelData = encapsulate([short + b"\0" * (len(short) % 2)])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(tmp_path / "x.dcm")
+    (h,) = H.read_headers(str(tmp_path / "x.dcm"))
+    assert codecs.decode_file(str(tmp_path / "x.dcm"), h) is None

@@ -80,16 +80,28 @@ def _output_type(reader, rgb: bool, integer: bool) -> None:
 def read_series(paths: list, rgb: bool, integer: bool = False) -> np.ndarray:
     """(n, rows, columns[, 3]) values of single-frame files, in the order given (int32 when
     ``integer``, see :func:`integer_safe`, else float64)."""
+    view, image = read_series_view(paths, rgb, integer)
+    return view.copy()
+
+
+def read_series_view(paths: list, rgb: bool, integer: bool = False) -> tuple:
+    """:func:`read_series` as ``(view, image)``: the array is a view of ITK's buffer, valid
+    while ``image`` is referenced.  No copy of the chunk: measured, the copy and the page
+    faults of a fresh 32 MB buffer per chunk were a third of ``--engine itk``'s system time."""
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames(list(paths))
     _output_type(reader, rgb, integer)
     try:
-        return _array(reader.Execute(), rgb)
+        image = reader.Execute()
     except RuntimeError as exc:
         raise DecodeError(f"{paths[0]}..{paths[-1]}: ImageSeriesReader cannot decode "
                           f"({_short(exc)})")
+    view = sitk.GetArrayViewFromImage(image)
+    if rgb and view.ndim >= 3 and view.shape[-1] != 3:
+        raise DecodeError(f"ITK returned {view.shape} for a colour image")
+    return view, image
 
 
 def read_file(path: str, rgb: bool, integer: bool = False) -> np.ndarray:

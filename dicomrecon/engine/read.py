@@ -9,9 +9,11 @@ Engines:
 * ``itk``: single-frame files through ``ImageSeriesReader`` with our file order (chunks of
   :data:`itk_decode.CHUNK` files, two chunks at a time), multi-frame files and mosaics through
   ``ImageFileReader``.
-* ``auto``: uncompressed files read in place (:mod:`.native_decode`); compressed files through
-  ITK (pydicom for RLE, which it decodes faster), one file per task on a thread pool of one
-  thread per core (the ITK/GDCM codecs release the GIL while they decode).
+* ``auto``: uncompressed files read in place (:mod:`.native_decode`); lossless grey-scale
+  RLE, JPEG-LS and JPEG files decoded straight from their fragments by the codec libraries
+  (:mod:`.codecs`: no pydicom Dataset, no ITK pipeline); everything else through ITK (pydicom
+  for float pixel data); one file per task on a thread pool of one thread per core (the
+  codecs release the GIL while they decode).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import itk_decode
+from . import codecs, itk_decode
 from .native_decode import DecodeError, frame_dtype, read_native, read_whole
 
 
@@ -57,14 +59,25 @@ def read_stack(slices: list, engine: str, progress, preloaded: dict) -> np.ndarr
     native = {p: ks for p, ks in files.items()
               if ks[0][1].is_native and (engine == "auto" or _gdcm_misreads(ks[0][1]))}
     others = {p: ks for p, ks in files.items() if p not in native}
-    for path, ks in native.items():
-        _read_native_file(path, ks, out)
-        prog.add(len(ks))
+    # reads release the GIL: two threads keep both cores copying (and faulting in ``out``),
+    # 16 files a task (a task per 512 KB file costs about as much as its read)
+    items = list(native.items())
+    batches = [items[i:i + 16] for i in range(0, len(items), 16)]
+    _windowed(batches, lambda batch: [_read_native_file(p, ks, out) for p, ks in batch],
+              lambda batch, _: prog.add(sum(len(ks) for _, ks in batch)))
     if engine == "itk":
         _read_itk(others, out, prog)
     else:
-        _parallel(others, out, prog, _decode_file)
+        _parallel(others, out, prog, lambda path, ks: _decode_file_auto(path, ks, out))
     return out
+
+
+def _decode_file_auto(path: str, ks: list, out: np.ndarray) -> Optional[np.ndarray]:
+    """None when :mod:`.codecs` decoded the file's frames straight into ``out`` (in the worker
+    thread), else every frame of the file (to be placed)."""
+    if codecs.decode_into(path, ks, out):
+        return None
+    return _decode_file(path, ks, "auto")
 
 
 def _gdcm_misreads(h) -> bool:
@@ -108,7 +121,8 @@ def _place(frames: np.ndarray, ks: list, out: np.ndarray, path: str) -> None:
 
 #: Codecs where pydicom decodes faster than GDCM: RLE, through pylibjpeg-rle (512x512 CT:
 #: ~2-7 ms a slice against ~50-100 ms for GDCM's RLE decoder, on this loaded machine);
-#: ``auto`` uses pydicom for them, ``itk`` never does.
+#: ``auto`` uses pydicom for the RLE files :mod:`.codecs` does not take (colour), ``itk``
+#: never does.
 PYDICOM_FASTER = {"1.2.840.10008.1.2.5"}  # RLE Lossless
 
 
@@ -131,12 +145,14 @@ def _decode_file_itk(path: str, ks: list) -> np.ndarray:
 
 
 def _parallel(files: dict, out: np.ndarray, prog: _Progress, decode_one) -> None:
-    """Decode files on a thread pool and put their frames in place."""
-    def place(item, frames):
+    """Decode files on a thread pool; each worker puts its file's frames in place (the copy
+    and the first touch of ``out`` run on both cores, not in the consuming thread)."""
+    def work(item):
         path, ks = item
-        _place(frames, ks, out, path)
-        prog.add(len(ks))
-    _windowed(list(files.items()), lambda item: decode_one(*item), place)
+        frames = decode_one(path, ks)
+        if frames is not None:  # None: already in place
+            _place(frames, ks, out, path)
+    _windowed(list(files.items()), work, lambda item, _: prog.add(len(item[1])))
 
 
 def _windowed(items: list, work, consume, workers: Optional[int] = None) -> None:
@@ -166,16 +182,15 @@ def _read_itk(files: dict, out: np.ndarray, prog: _Progress) -> None:
     rest = {p: ks for p, ks in files.items() if (p, ks) not in single}
     chunks = [single[i:i + itk_decode.CHUNK] for i in range(0, len(single), itk_decode.CHUNK)]
 
-    def read_chunk(chunk):
+    def read_chunk(chunk):  # in a worker: ITK's read, our inversion and the copy into out
         headers = [ks[0][1] for _, ks in chunk]
-        values = itk_decode.read_series([p for p, _ in chunk], headers[0].samples_per_pixel == 3,
-                                        itk_decode.integer_safe(headers))
-        return [itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p)
-                for i, (p, ks) in enumerate(chunk)]
+        values, image = itk_decode.read_series_view(  # image: keeps ITK's buffer alive
+            [p for p, _ in chunk], headers[0].samples_per_pixel == 3,
+            itk_decode.integer_safe(headers))
+        for i, (p, ks) in enumerate(chunk):
+            _place(itk_decode.stored_values(values[i:i + 1], [ks[0][1]], p), ks, out, p)
+        del values, image
 
-    def place(chunk, stored):
-        for (p, ks), frames in zip(chunk, stored):
-            _place(frames, ks, out, p)
-            prog.add(1)
-    _windowed(chunks, read_chunk, place, workers=min(2, _workers()))
+    _windowed(chunks, read_chunk, lambda chunk, _: prog.add(len(chunk)),
+              workers=min(2, _workers()))
     _parallel(rest, out, prog, _decode_file_itk)
