@@ -24,6 +24,9 @@ STUDY_TOKENS = {
 #: OUTDIR/<PatientID>/<StudyDate>_<StudyID or short StudyInstanceUID>/<convert's name>
 #: (the last component is conversion.DEFAULT_NAME; a test checks it).
 DEFAULT_LAYOUT = "%i/%a_%s/%n_%d"
+#: --retries: tries again of a series whose worker process died (here, light to import for
+#: the CLI's help; the engines use it).
+DEFAULT_RETRIES = 2
 _STUDY_TOKENS = tuple(STUDY_TOKENS)
 
 
