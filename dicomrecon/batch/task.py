@@ -202,7 +202,8 @@ def run_series_bounded(task: SeriesTask) -> TaskResult:
     if task.timeout is None:
         return run_series(task)
     with _ONE_AT_A_TIME:
-        proc = subprocess.Popen([sys.executable, "-m", "dicomrecon.batch.task"],
+        proc = subprocess.Popen([sys.executable, "-c", "from dicomrecon.batch.task import "
+                                 "child_main; child_main()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             out, _ = proc.communicate(pickle.dumps(task), timeout=task.timeout)
@@ -217,5 +218,8 @@ def run_series_bounded(task: SeriesTask) -> TaskResult:
     return pickle.loads(out)
 
 
-if __name__ == "__main__":  # the child of run_series_bounded
+def child_main() -> None:
+    """The child of :func:`run_series_bounded`: a pickled task in, a pickled result out.
+    (Not ``python -m`` this module: its classes would then be ``__main__``'s, which the Dask
+    worker cannot unpickle.)"""
     sys.stdout.buffer.write(pickle.dumps(run_series(pickle.load(sys.stdin.buffer))))
