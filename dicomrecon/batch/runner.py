@@ -17,11 +17,12 @@ from ..plan import DEFAULT_POLICY, Policy
 from ..writers import extension, is_inside
 from .engines import DaskEngine, LocalEngine
 from .index import Index, build_index, fingerprint, series_files
+from .commit import Committer, volumes_of
 from .inputs import collect, input_roots
 from .layout import (DEFAULT_LAYOUT, DEFAULT_RETRIES, Placement, check_layout, place,
                      study_values)
 from .manifest import Manifest, Record, fsync_dir
-from .summary import CONVERTED, UP_TO_DATE, BatchProgress, SummaryRow, write_summary
+from .summary import UP_TO_DATE, BatchProgress, SummaryRow, write_summary
 from .task import FAILED, WRITTEN, SeriesTask, TaskResult, failed
 from .timing import Phases
 
@@ -186,7 +187,7 @@ def run_batch(opts: BatchOptions, echo: Callable = print) -> BatchResult:
 
 
 def _convert(planned: list, engine, manifest: Manifest, bar, phases: Phases) -> dict:
-    """Run the tasks; commit each batch of results as it arrives; a row per series."""
+    """Run the tasks; commit the results as they arrive (:mod:`.commit`); a row per series."""
     bar.start_series(len(planned))
     rows = {}
     for item in planned:
@@ -195,25 +196,19 @@ def _convert(planned: list, engine, manifest: Manifest, bar, phases: Phases) -> 
             rows[row.series] = row
             bar.series_done(row.volumes, item.input_bytes, False)
     by_uid = {item.meta.series_instance_uid: item for item in planned}
-
-    def on_results(results: list) -> None:
-        fresh = []
-        for res in results:
-            if res.uid in rows or any(r.uid == res.uid for r, _ in fresh):
-                manifest.drop_staging(res)  # a second copy of a retried task: never twice
-            else:
-                fresh.append((res, _record(by_uid[res.uid].meta, res)))
-        for rec in manifest.commit_many(fresh):  # durable (fsynced) before counted done
-            rows[rec.series_instance_uid] = SummaryRow.from_record(rec, CONVERTED)
-            bar.series_done(len([o for o in rec.outputs if not o["file"].endswith(".json")]),
-                            by_uid[rec.series_instance_uid].input_bytes, rec.status == FAILED)
-
-    with phases("convert"):
-        engine.run(largest_first(planned), on_results)
+    committer = Committer(
+        manifest, rows, lambda res: _record(by_uid[res.uid].meta, res),
+        lambda rec: bar.series_done(volumes_of(rec), by_uid[rec.series_instance_uid].input_bytes,
+                                    rec.status == FAILED))
+    try:
+        with phases("convert"):
+            engine.run(largest_first(planned), committer.put)
+    finally:  # interrupted or not: what finished is recorded before the manifest closes
+        committer.close()
     missing = [failed(i.task, "the engine returned no result for it") for i in planned
                if i.meta.series_instance_uid not in rows]
     if missing:  # an engine must answer for every task; record it if not
-        on_results(missing)
+        committer.commit(missing)
     return rows
 
 
