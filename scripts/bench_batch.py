@@ -267,25 +267,29 @@ def cpu_total(run: dict, headers_in_driver: bool):
     return ph["total (driver)"]["cpu"] + chunks + run["series_cpu_seconds"]
 
 
-def one_round(work: str, archive: str, cluster, timer, baseline: str = None) -> dict:
-    """One run of every tool, each on a warm page cache."""
+def one_round(work: str, archive: str, cluster, timer, baseline: str = None,
+              reverse: bool = False) -> dict:
+    """One run of every tool, each on a warm page cache; in reverse order when ``reverse``
+    (every other round), so that a load that rises or falls during a round favours no tool."""
     out = {}
     runs = [("w1", ["--workers", "1"], None), ("w2", ["--workers", "2"], None),
             ("dask2", ["--scheduler", cluster.address], None)]
     if baseline:
         runs += [("w1_base", ["--workers", "1"], baseline),
                  ("w2_base", ["--workers", "2"], baseline)]
-    for key, tail, src in runs:
+    runs.append(("dcm2niix2", None, None))
+    for key, tail, src in reversed(runs) if reverse else runs:
         warm_cache(archive)
-        out[key] = batch_run([archive, *tail], work, key, timer, src)
-    warm_cache(archive)
-    d2n = os.path.join(work, "dcm2niix")
-    os.sync()
-    load = os.getloadavg()[0]
-    wall, cpu, rss, failures = dcm2niix_parallel(leaf_folders(archive), d2n, 2, timer)
-    out["dcm2niix2"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_one_process": rss,
-                        "failed_folders": failures, "load_before": load}
-    shutil.rmtree(d2n)
+        if tail is not None:
+            out[key] = batch_run([archive, *tail], work, key, timer, src)
+            continue
+        d2n = os.path.join(work, "dcm2niix")
+        os.sync()
+        load = os.getloadavg()[0]
+        wall, cpu, rss, failures = dcm2niix_parallel(leaf_folders(archive), d2n, 2, timer)
+        out[key] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_one_process": rss,
+                    "failed_folders": failures, "load_before": load}
+        shutil.rmtree(d2n)
     return out
 
 
@@ -298,7 +302,8 @@ def run_all(args, work: str, archive: str) -> dict:
     cluster = DaskCluster(work)
     try:
         for k in range(args.repeat):
-            res["rounds"].append(one_round(work, archive, cluster, timer, args.baseline_src))
+            res["rounds"].append(one_round(work, archive, cluster, timer, args.baseline_src,
+                                            reverse=k % 2 == 1))
             print(f"  round {k + 1}/{args.repeat}: " + ", ".join(
                 f"{key} {r['wall_s']:.1f} s" for key, r in res["rounds"][-1].items()), flush=True)
     finally:
@@ -358,6 +363,7 @@ print(json.dumps({"files": idx.n_files, "series": len(idx.series), "skipped": le
 
 def discovery(work: str, n_files: int) -> dict:
     root = os.path.join(work, "tiny")
+    shutil.rmtree(root, ignore_errors=True)  # left by an interrupted run
     t0 = time.perf_counter()
     tiny_archive(root, n_files)
     gen = time.perf_counter() - t0

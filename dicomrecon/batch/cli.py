@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .layout import DEFAULT_LAYOUT, DEFAULT_RETRIES, STUDY_TOKENS
+from .layout import DEFAULT_LAYOUT, DEFAULT_RETRIES, STUDY_TOKENS, start_fork_server
 
 LAYOUT_HELP = ("Output path template below OUTDIR; the last component is the file name, as "
                "convert --name (its tokens: %n SeriesNumber, %d SeriesDescription, %m Modality, "
@@ -65,6 +65,8 @@ def register(app: typer.Typer, main_cli) -> None:
         running the same command again converts only what changed.  Exit code 0 when every
         series was written, 4 when any was refused or failed, 3 when no DICOM image was found.
         """
+        if not scheduler:  # the local pool's fork server imports while this process does
+            start_fork_server()
         policy = main_cli._make_policy(tilt, irregular, spacing, interpolation, max_gap,
                                        merge_4d, no_geometry,
                                        spacing_tolerance=spacing_tolerance)

@@ -31,9 +31,8 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterable, Optional
 
 from ..errors import DicomReconError, ExitCode
-from .layout import DEFAULT_RETRIES
+from .layout import DEFAULT_RETRIES, FORKSERVER_PRELOAD
 from .task import SeriesTask, TaskResult, attempts, failed, run_series, run_series_bounded
-
 
 
 class EngineError(DicomReconError):
@@ -105,8 +104,7 @@ class _Worker:
         self.conn.close()
 
 
-#: Imported once by the fork server rather than by each worker at its first series.
-PRELOAD = ["dicomrecon.batch.task", "dicomrecon.conversion", "dicomrecon.engine.read"]
+PRELOAD = FORKSERVER_PRELOAD
 #: What reading header chunks imports (measured: 0.5 s a worker, +27 MB resident): imported
 #: by the workers that read headers as they start, while the driver still lists the files, and
 #: not by the fork server, so that the workers that convert (forked after discovery) do not
