@@ -33,6 +33,13 @@ What it does, in one run:
    alone (headers read by 2 workers, grouped) in a child process, at a quarter of the files and
    at all of them, with its peak RSS: the growth between the two is the index.
 
+Where the time goes: each batch run writes its driver's phases (``DICOMRECON_BATCH_TIMINGS``,
+wall and CPU seconds of listing, discovery, planning, converting, committing) and the manifest
+holds each series' wall and CPU time on its worker; the report prints them, and CPU seconds
+per tool (dcm2niix's from ``wait4``), which a loaded machine distorts far less than wall times.
+``--baseline-src DIR`` also runs the batch rows with the dicomrecon source tree in DIR (e.g. a
+``git archive`` of an earlier commit), interleaved, as a before/after in the same conditions.
+
 The targets are ratios measured in the same run (the machine is shared and noisy): 2 workers /
 1 worker >= 1.7x; local pool / dcm2niix (2 processes) >= 1.0x; Dask within 15 % of the local
 pool; peak RSS per worker <= 1.5x the largest volume.  Missed targets are reported as FAIL but
@@ -57,9 +64,14 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from benchmark import (dcm2niix_binary, find_executable, fmt, folder_bytes,  # noqa: E402
                        gnu_time, ratio, run_child, source_state, warm_cache)
 
+KEYS = ("w1", "w2", "dask2", "dcm2niix2", "w1_base", "w2_base")
+LABELS = {"w1": "dicomrecon batch --workers 1", "w2": "dicomrecon batch --workers 2",
+          "dask2": "dicomrecon batch --scheduler (2 w)", "dcm2niix2": "dcm2niix -z n, 2 processes",
+          "w1_base": "baseline --workers 1", "w2_base": "baseline --workers 2"}
 TARGETS = [
     ("speedup_2w_vs_1w", ">=", 1.7, "batch --workers 2 throughput / --workers 1"),
     ("local_vs_dcm2niix", ">=", 1.0, "batch --workers 2 throughput / dcm2niix, 2 processes"),
@@ -133,22 +145,43 @@ def leaf_folders(root: str) -> list:
     return sorted(d for d, sub, files in os.walk(root) if files and not sub)
 
 
+def run_child_cpu(argv: list, log_path: str, timer) -> tuple:
+    """Run ``argv`` under GNU time (``timer``): (wall, CPU seconds, peak RSS, exit code).  The
+    CPU time is from ``wait4`` (GNU time's own, which includes the child it waited for); the
+    peak RSS is GNU time's figure (see benchmark.run_child for why)."""
+    rss_path = log_path + ".rss"
+    with open(log_path, "wb") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([timer, "-f", "%M", "-o", rss_path, "--", *argv],
+                                stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(rss_path) as fp:
+        words = fp.read().split()
+    os.unlink(rss_path)
+    rss = int(words[-1]) * 1024 if words and words[-1].isdigit() else 0
+    return wall, usage.ru_utime + usage.ru_stime, rss, proc.returncode
+
+
 def dcm2niix_parallel(folders: list, out: str, jobs: int, timer) -> tuple:
-    """dcm2niix -z n on each folder, ``jobs`` at a time: (wall, peak RSS of one, failures)."""
+    """dcm2niix -z n on each folder, ``jobs`` at a time: (wall, CPU seconds, largest peak RSS
+    of one, failures)."""
     exe = dcm2niix_binary()
 
     def one(k_folder):
         k, folder = k_folder
         dest = os.path.join(out, f"{k:04d}")
         os.makedirs(dest)
-        return run_child([exe, "-z", "n", "-f", "%s_%d", "-o", dest, folder],
-                         os.path.join(out, f"{k:04d}.log"), timer=timer)
+        return run_child_cpu([exe, "-z", "n", "-f", "%s_%d", "-o", dest, folder],
+                             os.path.join(out, f"{k:04d}.log"), timer)
 
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(one, enumerate(folders)))
     wall = time.perf_counter() - t0
-    return wall, max(r[1] for r in results), sum(1 for r in results if r[2] != 0)
+    return (wall, sum(r[1] for r in results), max(r[2] for r in results),
+            sum(1 for r in results if r[3] != 0))
 
 
 def free_port() -> int:
@@ -184,36 +217,79 @@ class DaskCluster:
             p.wait(30)
 
 
-def batch_run(argv_tail: list, work: str, name: str, timer) -> dict:
+def batch_run(argv_tail: list, work: str, name: str, timer, src: str = None) -> dict:
+    """One ``dicomrecon batch`` run (of the source tree ``src``, default this one)."""
     out = os.path.join(work, name)
+    timings = os.path.join(work, name + ".phases.json")
+    env_before, cwd = dict(os.environ), os.getcwd()
+    os.environ["DICOMRECON_BATCH_TIMINGS"] = timings
+    os.environ["PYTHONPATH"] = src or REPO  # and not the current folder ("python -m" puts it
+    os.chdir(work)                           # first on sys.path)
     os.sync()
-    wall, rss, code = run_child([sys.executable, "-m", "dicomrecon.cli", "batch", *argv_tail, "-o", out, "-f", "nii", "-q",
-                                 "--no-progress"], os.path.join(work, name + ".log"), timer=timer)
+    load = os.getloadavg()[0]
+    try:
+        wall, rss, code = run_child(
+            [sys.executable, "-m", "dicomrecon.cli", "batch", *argv_tail, "-o", out, "-f", "nii",
+             "-q", "--no-progress"], os.path.join(work, name + ".log"), timer=timer)
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env_before)
     records = [json.loads(ln) for ln in open(os.path.join(out, "dicomrecon-batch.jsonl"))]
     vols = [o["bytes"] for r in records for o in r["outputs"] if o["file"].endswith(".nii")]
-    res = {"wall_s": wall, "peak_rss_process_tree": rss, "exit": code,
+    phases = json.load(open(timings)) if os.path.exists(timings) else []
+    res = {"wall_s": wall, "peak_rss_process_tree": rss, "exit": code, "load_before": load,
            "series": len(records), "written": sum(r["status"] == "written" for r in records),
            "volumes": len(vols), "largest_volume_bytes": max(vols) - 352 if vols else None,
            "worker_peak_rss": max(r.get("worker_peak_rss", 0) for r in records),
            # series-seconds per wall second: how many workers were converting at once
-           "busy_workers": sum(r["seconds"] for r in records) / wall}
+           "busy_workers": sum(r["seconds"] for r in records) / wall,
+           "series_seconds": sum(r["seconds"] for r in records),
+           "series_cpu_seconds": sum(r.get("cpu_seconds", 0) for r in records),
+           "phases": {p["name"]: {"wall": p["wall"], "cpu": p["cpu"]} for p in phases}}
+    res["cpu_s"] = cpu_total(res, "--workers" in argv_tail and
+                             argv_tail[argv_tail.index("--workers") + 1] == "1")
     shutil.rmtree(out)
+    if os.path.exists(timings):
+        os.unlink(timings)
     return res
 
 
-def one_round(work: str, archive: str, cluster, timer) -> dict:
-    """One run of every tool, each on a warm page cache."""
+def cpu_total(run: dict, headers_in_driver: bool):
+    """CPU seconds of a batch run: its driver, the header chunks (read by the driver itself
+    with one worker, else by the workers) and the series on the workers (None when the run
+    did not record its phases: an older source tree)."""
+    ph = run["phases"]
+    if "total (driver)" not in ph:
+        return None
+    chunks = 0.0 if headers_in_driver else ph.get("read headers (workers, summed)", {}).get(
+        "cpu", 0.0)
+    return ph["total (driver)"]["cpu"] + chunks + run["series_cpu_seconds"]
+
+
+def one_round(work: str, archive: str, cluster, timer, baseline: str = None,
+              reverse: bool = False) -> dict:
+    """One run of every tool, each on a warm page cache; in reverse order when ``reverse``
+    (every other round), so that a load that rises or falls during a round favours no tool."""
     out = {}
-    for key, tail in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]),
-                      ("dask2", ["--scheduler", cluster.address])):
+    runs = [("w1", ["--workers", "1"], None), ("w2", ["--workers", "2"], None),
+            ("dask2", ["--scheduler", cluster.address], None)]
+    if baseline:
+        runs += [("w1_base", ["--workers", "1"], baseline),
+                 ("w2_base", ["--workers", "2"], baseline)]
+    runs.append(("dcm2niix2", None, None))
+    for key, tail, src in reversed(runs) if reverse else runs:
         warm_cache(archive)
-        out[key] = batch_run([archive, *tail], work, key, timer)
-    warm_cache(archive)
-    d2n = os.path.join(work, "dcm2niix")
-    os.sync()
-    wall, rss, failures = dcm2niix_parallel(leaf_folders(archive), d2n, 2, timer)
-    out["dcm2niix2"] = {"wall_s": wall, "peak_rss_one_process": rss, "failed_folders": failures}
-    shutil.rmtree(d2n)
+        if tail is not None:
+            out[key] = batch_run([archive, *tail], work, key, timer, src)
+            continue
+        d2n = os.path.join(work, "dcm2niix")
+        os.sync()
+        load = os.getloadavg()[0]
+        wall, cpu, rss, failures = dcm2niix_parallel(leaf_folders(archive), d2n, 2, timer)
+        out[key] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_one_process": rss,
+                    "failed_folders": failures, "load_before": load}
+        shutil.rmtree(d2n)
     return out
 
 
@@ -226,12 +302,13 @@ def run_all(args, work: str, archive: str) -> dict:
     cluster = DaskCluster(work)
     try:
         for k in range(args.repeat):
-            res["rounds"].append(one_round(work, archive, cluster, timer))
+            res["rounds"].append(one_round(work, archive, cluster, timer, args.baseline_src,
+                                            reverse=k % 2 == 1))
             print(f"  round {k + 1}/{args.repeat}: " + ", ".join(
                 f"{key} {r['wall_s']:.1f} s" for key, r in res["rounds"][-1].items()), flush=True)
     finally:
         cluster.close()
-    for key in ("w1", "w2", "dask2", "dcm2niix2"):
+    for key in [k for k in KEYS if k in res["rounds"][0]]:
         runs = sorted((r[key] for r in res["rounds"]), key=lambda r: r["wall_s"])
         res[key] = dict(runs[len(runs) // 2])
         res[key]["mb_per_s"] = size / 1e6 / res[key]["wall_s"]
@@ -286,6 +363,7 @@ print(json.dumps({"files": idx.n_files, "series": len(idx.series), "skipped": le
 
 def discovery(work: str, n_files: int) -> dict:
     root = os.path.join(work, "tiny")
+    shutil.rmtree(root, ignore_errors=True)  # left by an interrupted run
     t0 = time.perf_counter()
     tiny_archive(root, n_files)
     gen = time.perf_counter() - t0
@@ -305,42 +383,82 @@ def discovery(work: str, n_files: int) -> dict:
 def ratios(res: dict) -> dict:
     w1, w2, dk, dn = res["w1"], res["w2"], res["dask2"], res["dcm2niix2"]
     vol = w2["largest_volume_bytes"]
-    return {"speedup_2w_vs_1w": ratio(w2["mb_per_s"], w1["mb_per_s"]),
-            "local_vs_dcm2niix": ratio(w2["mb_per_s"], dn["mb_per_s"]),
-            "dask_vs_local": ratio(dk["mb_per_s"], w2["mb_per_s"]),
-            "rss_vs_volume": ratio(w2["worker_peak_rss"], vol)}
+    out = {"speedup_2w_vs_1w": ratio(w2["mb_per_s"], w1["mb_per_s"]),
+           "local_vs_dcm2niix": ratio(w2["mb_per_s"], dn["mb_per_s"]),
+           "dask_vs_local": ratio(dk["mb_per_s"], w2["mb_per_s"]),
+           "rss_vs_volume": ratio(w2["worker_peak_rss"], vol),
+           "cpu_w2_vs_dcm2niix": ratio(w2.get("cpu_s"), dn.get("cpu_s")),
+           "cpu_w2_vs_w1": ratio(w2.get("cpu_s"), w1.get("cpu_s"))}
+    for k in ("w1", "w2"):
+        if k + "_base" in res:
+            out[f"speedup_{k[1]}w_vs_{k[1]}w_base"] = ratio(res[k]["mb_per_s"],
+                                                          res[k + "_base"]["mb_per_s"])
+    return out
+
+
+def phase_table(res: dict, keys: list) -> None:
+    """The driver's phases (wall / CPU seconds) of each batch run, from its median round."""
+    names = []
+    for k in keys:
+        for name in res[k].get("phases", {}):
+            if name not in names:
+                names.append(name)
+    if not names:
+        return
+    runs = [k for k in keys if res[k].get("phases")]
+    print(f"\n{'phase (wall / CPU s)':<34} " + " ".join(f"{k:>13}" for k in runs))
+    for name in names:
+        cells = []
+        for k in runs:
+            p = res[k]["phases"].get(name)
+            cells.append(f"{p['wall']:>6.2f}/{p['cpu']:<6.2f}" if p else f"{'-':>13}")
+        print(f"{name:<34} " + " ".join(cells))
+    cells = [f"{res[k]['series_seconds']:>6.2f}/{res[k]['series_cpu_seconds']:<6.2f}"
+             for k in runs]
+    print(f"{'series on workers (summed)':<34} " + " ".join(cells))
+    print("phases overlap: workers start in the background during 'list files'; 'read "
+          "headers' and 'series' are summed over the workers; 'manifest fsync' is inside "
+          "'convert'")
 
 
 def report(res: dict, disc: dict, rat: dict) -> None:
     gb = res["input_bytes"] / 1e9
+    keys = [k for k in KEYS if k in res]
     print(f"\narchive: {res['w2']['series']} series, {gb:.2f} GB; largest volume "
           f"{res['w2']['largest_volume_bytes'] / 2**20:.0f} MiB; {os.cpu_count()} CPUs, load "
           f"average {res['load_before']:.1f} before the runs, {res['load_after']:.1f} after")
     print(f"median of {len(res['rounds'])} interleaved round(s); every wall time: "
-          + "; ".join(f"{k} " + "/".join(f"{w:.1f}" for w in res[k]["walls"])
-                      for k in ("w1", "w2", "dask2", "dcm2niix2")))
-    print(f"{'run':<34} {'wall s':>8} {'MB/s':>8} {'written':>8} {'worker RSS MiB':>15} "
-          f"{'busy workers':>13}")
-    for key, label in (("w1", "dicomrecon batch --workers 1"), ("w2", "dicomrecon batch --workers 2"),
-                       ("dask2", "dicomrecon batch --scheduler (2 w)"),
-                       ("dcm2niix2", "dcm2niix -z n, 2 processes")):
+          + "; ".join(f"{k} " + "/".join(f"{w:.1f}" for w in res[k]["walls"]) for k in keys))
+    print(f"{'run':<36} {'wall s':>7} {'MB/s':>7} {'CPU s':>6} {'load':>5} {'written':>7} "
+          f"{'worker RSS MiB':>14} {'busy w.':>7}")
+    for key in keys:
         r = res[key]
         rss = r.get("worker_peak_rss", r.get("peak_rss_one_process"))
-        print(f"{label:<34} {r['wall_s']:>8.1f} {r['mb_per_s']:>8.1f} "
-              f"{r.get('written', '-'):>8} {rss / 2**20:>15.0f} "
-              f"{fmt(r.get('busy_workers')):>13}")
+        print(f"{LABELS[key]:<36} {r['wall_s']:>7.1f} {r['mb_per_s']:>7.1f} "
+              f"{fmt(r.get('cpu_s'), '.1f'):>6} {r.get('load_before', 0):>5.1f} "
+              f"{r.get('written', '-'):>7} {rss / 2**20:>14.0f} "
+              f"{fmt(r.get('busy_workers')):>7}")
     print(f"\n{'measure':<58} {'value':>7} {'target':>8}  result")
     for key, op, thr, what in TARGETS:
         v = rat[key]
         ok = "n/a" if v is None else ("PASS" if (v >= thr if op == ">=" else v <= thr) else "FAIL")
         print(f"{what:<58} {fmt(v):>7} {op + ' ' + str(thr):>8}  {ok}")
+    for key, what in (("cpu_w2_vs_dcm2niix", "CPU seconds: batch --workers 2 / dcm2niix"),
+                      ("cpu_w2_vs_w1", "CPU seconds: batch --workers 2 / --workers 1"),
+                      ("speedup_2w_vs_2w_base", "throughput --workers 2 / baseline's"),
+                      ("speedup_1w_vs_1w_base", "throughput --workers 1 / baseline's")):
+        if rat.get(key) is not None:
+            print(f"{what:<58} {fmt(rat[key]):>7}")
     print("busy workers: the sum of the series' conversion times / wall time (how many "
-          "workers were converting at once)")
+          "workers were converting at once); CPU s: driver + header chunks + series (ours), "
+          "user + sys (dcm2niix)")
+    phase_table(res, keys)
     if disc is None:
         return
     q, a = disc["quarter"], disc["all"]
     grow = (a["peak_rss"] - q["peak_rss"]) / max(1, a["files"] - q["files"])
-    print(f"\ndiscovery (2 workers) of {a['files']} files ({a['series']} series): {a['wall_s']:.1f} s "
+    print(f"\ndiscovery (2 workers) of {a['files']} files ({a['series']} series): "
+          f"{a['wall_s']:.1f} s "
           f"({a['wall_s'] / a['files'] * 1000:.2f} ms a file), peak RSS "
           f"{a['peak_rss'] / 2**20:.0f} MiB; {q['files']} files: {q['wall_s']:.1f} s, "
           f"{q['peak_rss'] / 2**20:.0f} MiB; growth {grow / 1024:.2f} KiB per file "
@@ -357,9 +475,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep the archive there")
     ap.add_argument("--json", metavar="FILE", help="also save the figures to FILE")
+    ap.add_argument("--baseline-src", metavar="DIR", help="also run --workers 1 and 2 with "
+                    "the dicomrecon source tree in DIR (PYTHONPATH), interleaved")
     args = ap.parse_args(argv)
     work = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="bench-batch-")
     os.makedirs(work, exist_ok=True)
+    if args.baseline_src:
+        args.baseline_src = os.path.abspath(args.baseline_src)
     try:
         archive = os.path.join(work, "archive")
         if not os.path.isdir(archive):

@@ -102,7 +102,8 @@ def stable_state(outdir: Path) -> dict:
             files[rel] = sha256(p)
     records = {}
     for uid, r in manifest(outdir).items():
-        records[uid] = {k: v for k, v in r.items() if k not in ("seconds", "worker", "worker_peak_rss", "finished")}
+        records[uid] = {k: v for k, v in r.items() if k not in (
+            "seconds", "cpu_seconds", "worker", "worker_peak_rss", "finished")}
         records[uid]["outputs"] = [{"file": o["file"]} if o["file"].endswith(".json") else o
                                    for o in r["outputs"]]
     return {"files": files, "manifest": records}

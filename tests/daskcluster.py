@@ -11,6 +11,10 @@ import time
 
 import pytest
 
+#: The series description that the workers' test hook makes slow (dicomrecon.batch.task:
+#: DICOMRECON_TEST_SLOW_SERIES): it sleeps 600 s before converting, to overrun --task-timeout.
+SLOW_SERIES = "slow series (test hook)"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,7 +62,7 @@ def dask_cluster(tmp_path_factory):
     port, dash = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = tmp_path_factory.mktemp("dask-logs")
-    env = dict(os.environ)
+    env = dict(os.environ, DICOMRECON_TEST_SLOW_SERIES=f"{SLOW_SERIES}=600")
     procs = []
 
     def start(name, argv):

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -21,7 +22,8 @@ from dicomrecon.conversion import DEFAULT_NAME, convert
 from batchtree import (CORPUS_LAYOUT, batch_argv, build_corpus_tree, build_synthetic_tree,
                        check_manifest_matches_files, kill_a_converting_worker, manifest,
                        stable_state, volumes)
-from daskcluster import dask_cluster  # noqa: F401  (fixture)
+from daskcluster import SLOW_SERIES, dask_cluster  # noqa: F401  (fixture)
+from dicomrecon.synthetic import SeriesSpec, write_series
 
 pytestmark = pytest.mark.corpus
 runner = CliRunner()
@@ -256,3 +258,84 @@ def test_dicomdir_input_gives_the_volume_of_convert(corpus, tmp_path):
     assert r.exit_code == 0, r.output
     assert_same_volumes(volumes(out), volumes(ref))
     assert "DICOMDIR" in (out / "dicomrecon-batch-skipped.csv").read_text()  # listed, not lost
+
+
+def _one_died_not_retried(out, rows_or_records: dict) -> str:
+    """The series whose worker was killed is failed, not retried; every other one is written.
+    Returns the failed series' UID."""
+    bad = [u for u, st in rows_or_records.items() if st["status"] != "written"]
+    assert len(bad) == 1, rows_or_records
+    reasons = " ".join(rows_or_records[bad[0]]["reasons"])
+    assert rows_or_records[bad[0]]["status"] == "failed" and "not retried" in reasons, reasons
+    assert "died" in reasons and "1 time(s)" in reasons, reasons
+    check_manifest_matches_files(out)
+    return bad[0]
+
+
+def test_retries_zero_local_pool_records_a_killed_series_as_failed(synthetic, tmp_path):
+    """API: retries=0, one worker killed -9 while it converts: that series is failed at once;
+    the run goes on and converts the rest; the next run (default retries) converts it."""
+    out = tmp_path / "out"
+
+    class Running:  # kill_a_converting_worker's "the batch still runs" check: it does
+        @staticmethod
+        def poll():
+            return None
+
+    killed = []
+    killer = threading.Thread(target=lambda: killed.append(kill_a_converting_worker(out,
+                                                                                    Running)))
+    killer.start()
+    rows = dicomrecon.batch([synthetic], out, workers=1, retries=0, fmt="nii")
+    killer.join()
+    assert killed, "no worker was killed"
+    status = {r.series: {"status": r.status, "reasons": r.reasons.split(" | ")} for r in rows}
+    uid = _one_died_not_retried(out, status)
+    again = {r.series: r for r in dicomrecon.batch([synthetic], out, workers=1, fmt="nii")}
+    assert again[uid].status == "written" and again[uid].this_run == "converted"
+    assert {r.this_run for u, r in again.items() if u != uid} == {"up to date"}
+    check_manifest_matches_files(out)
+
+
+def test_retries_zero_on_dask_records_a_killed_series_as_failed(dask_cluster, synthetic,
+                                                                tmp_path):
+    """CLI: --retries 0 on the real cluster: Dask runs the task of the killed worker again,
+    the task sees it was tried once already and records the series as failed."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(batch_argv(synthetic, "-o", out, "-f", "nii", "--scheduler",
+                                       dask_cluster, "--retries", "0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    kill_a_converting_worker(out, proc)
+    text = proc.communicate(timeout=180)[0].decode()
+    assert proc.returncode == 4, text
+    _one_died_not_retried(out, manifest(out))
+
+
+def test_task_timeout_on_dask_kills_the_overrunning_series_only(dask_cluster, synthetic,
+                                                                tmp_path):
+    """--task-timeout on the real cluster: a series that overruns (the workers' test hook
+    makes it sleep 600 s) is recorded as failed after the timeout, the others are written,
+    and the workers are free again (the next run converts on them)."""
+    src = tmp_path / "in"
+    shutil.copytree(synthetic, src, ignore=shutil.ignore_patterns("s2", "s3", "s4", "s5"))
+    write_series(SeriesSpec(rows=32, columns=32, n_slices=8, series_number=99,
+                            series_description=SLOW_SERIES), src / "slow")
+    uid_slow = series_uid(src / "slow")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-f", "nii",
+                            "--scheduler", dask_cluster, "--task-timeout", "20"])
+    assert r.exit_code == 4, r.output
+    assert time.monotonic() - t0 < 300  # not the 600 s the slow series asks for
+    rec = manifest(out)
+    assert len(rec) == 3
+    assert rec[uid_slow]["status"] == "failed", rec[uid_slow]
+    assert rec[uid_slow]["reasons"] == ["timed out after 20 s (--task-timeout)"]
+    assert {u: (x["status"], x["reasons"]) for u, x in rec.items() if u != uid_slow} == {
+        u: ("written", []) for u in rec if u != uid_slow}
+    check_manifest_matches_files(out)
+    shutil.rmtree(src / "slow")
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-f", "nii",
+                            "--scheduler", dask_cluster, "--task-timeout", "60"])
+    assert r.exit_code == 0, r.output  # the workers convert again; nothing to redo
+    assert {x["status"] for u, x in manifest(out).items() if u != uid_slow} == {"written"}

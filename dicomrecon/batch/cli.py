@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .layout import DEFAULT_LAYOUT, STUDY_TOKENS
+from .layout import DEFAULT_LAYOUT, DEFAULT_RETRIES, STUDY_TOKENS, start_fork_server
 
 LAYOUT_HELP = ("Output path template below OUTDIR; the last component is the file name, as "
                "convert --name (its tokens: %n SeriesNumber, %d SeriesDescription, %m Modality, "
@@ -44,6 +44,9 @@ def register(app: typer.Typer, main_cli) -> None:
         task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001,
                                                      help="Seconds one series may take; a "
                                                      "series over it is recorded as failed."),
+        retries: int = typer.Option(DEFAULT_RETRIES, "--retries", min=0, help="How many "
+                                    "times a series whose worker process died (killed, out of "
+                                    "memory) is tried again before it is recorded as failed."),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                                 help="Progress bar (default: on a terminal)."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the summary, "
@@ -62,6 +65,8 @@ def register(app: typer.Typer, main_cli) -> None:
         running the same command again converts only what changed.  Exit code 0 when every
         series was written, 4 when any was refused or failed, 3 when no DICOM image was found.
         """
+        if not scheduler:  # the local pool's fork server imports while this process does
+            start_fork_server()
         policy = main_cli._make_policy(tilt, irregular, spacing, interpolation, max_gap,
                                        merge_4d, no_geometry,
                                        spacing_tolerance=spacing_tolerance)
@@ -83,7 +88,7 @@ def register(app: typer.Typer, main_cli) -> None:
                                     from_list=str(from_list) if from_list else None,
                                     fmt=fmt.value, layout=layout, policy=policy, workers=workers,
                                     scheduler=scheduler, task_timeout=task_timeout,
-                                    progress=main_cli._progress_enabled(progress),
+                                    retries=retries, progress=main_cli._progress_enabled(progress),
                                     sources=remote)
                 result = run_batch(opts, echo=typer.echo)
             _report(result, quiet)

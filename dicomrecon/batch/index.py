@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..discovery import Series, group_headers, read_files
+from .layout import read_study_id
 
 #: Files per chunk: big enough that pickling and task overhead stay small next to reading.
 CHUNK_FILES = 400
@@ -28,11 +30,15 @@ class Chunk:
     skipped: list                 # [(path, reason)]
     stats: dict                   # path -> (size, mtime_ns)
     damaged: list = field(default_factory=list)  # discovery.Damage: images lost to damage
+    study_ids: dict = field(default_factory=dict)  # SeriesInstanceUID -> (path, StudyID)
+    seconds: float = 0.0          # wall and CPU time the worker took for it
+    cpu_seconds: float = 0.0
 
 
 def read_chunk(paths: list) -> Chunk:
     """Read the headers of ``paths`` (runs on a worker).  A file that makes the reader fail
     unexpectedly is listed as skipped with the error, and the rest of the chunk is still read."""
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         headers, skipped, damaged = read_files(paths)
     except Exception:  # a reader bug on one odd file: find it, keep the others
@@ -53,7 +59,20 @@ def read_chunk(paths: list) -> Chunk:
             stats[p] = (st.st_size, st.st_mtime_ns)
         except OSError:
             stats[p] = (None, None)
-    return Chunk(headers, skipped, stats, damaged)
+    chunk = Chunk(headers, skipped, stats, damaged, _study_ids(headers))
+    chunk.seconds, chunk.cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    return chunk
+
+
+def _study_ids(headers: list) -> dict:
+    """SeriesInstanceUID -> (path, StudyID) read from the first file (in path order) of each
+    series in this chunk: the layout's ``%s`` token, which the header reader does not keep.
+    Read here, on the workers, so that the driver never opens a file."""
+    first: dict = {}
+    for h in headers:
+        if h.series_instance_uid not in first or h.path < first[h.series_instance_uid]:
+            first[h.series_instance_uid] = h.path
+    return {uid: (path, read_study_id(path)) for uid, path in first.items()}
 
 
 @dataclass
@@ -62,10 +81,11 @@ class Index:
     skipped: list                 # [(path, reason)]
     n_files: int
     stats: dict = field(default_factory=dict)
+    study_ids: dict = field(default_factory=dict)  # SeriesInstanceUID -> StudyID
 
 
 def build_index(files: list, map_chunks: Callable, *, chunk_files: int = CHUNK_FILES,
-                progress: Optional[Callable[[int, int], None]] = None) -> Index:
+                progress: Optional[Callable[[int, int], None]] = None, phases=None) -> Index:
     """Read and group every file of ``files``; ``map_chunks(fn, chunks, on_done)`` runs ``fn``
     over the chunks on the engine's workers and returns the results in chunk order."""
     chunks = [files[i:i + chunk_files] for i in range(0, len(files), chunk_files)]
@@ -76,14 +96,24 @@ def build_index(files: list, map_chunks: Callable, *, chunk_files: int = CHUNK_F
         if progress:
             progress(done[0], len(files))
 
-    headers, skipped, damaged, stats = [], [], [], {}
+    headers, skipped, damaged, stats, study = [], [], [], {}, {}
+    t0, wall, cpu = time.perf_counter(), 0.0, 0.0
     for res in map_chunks(read_chunk, chunks, on_done):
+        wall, cpu = wall + res.seconds, cpu + res.cpu_seconds
         headers += res.headers
         skipped += res.skipped
         damaged += res.damaged
         stats.update(res.stats)
+        for uid, (path, sid) in res.study_ids.items():  # the series' first file wins
+            if uid not in study or path < study[uid][0]:
+                study[uid] = (path, sid)
+    if phases is not None:
+        phases.add("read headers (workers, summed)", t0, wall, cpu)
+    t0, c0 = time.perf_counter(), time.process_time()
     series = group_headers(headers, skipped, damaged=damaged)
-    return Index(series, skipped, len(files), stats)
+    if phases is not None:
+        phases.add("group headers", t0, time.perf_counter() - t0, time.process_time() - c0)
+    return Index(series, skipped, len(files), stats, {u: v[1] for u, v in study.items()})
 
 
 def series_files(series: Series) -> list:

@@ -2,7 +2,7 @@
 
 Every input is expanded to regular files in a stable order (each folder walked as
 :func:`dicomrecon.discovery.iter_files` walks it, so one folder is read in the same order as
-``convert`` reads it); a file reached twice (two inputs, a symbolic link) is read once.
+``convert`` reads it); a file reached twice (two inputs, a symbolic or hard link) is read once.
 """
 
 from __future__ import annotations
@@ -65,11 +65,21 @@ def collect(inputs: Iterable[str], from_list: Optional[str] = None) -> list:
         else:
             files = iter_files(root)  # InputError when it does not exist
         for p in files:
-            real = os.path.realpath(p)
-            if real not in seen:
-                seen.add(real)
+            key = _identity(p)
+            if key not in seen:
+                seen.add(key)
                 out.append(p)
     return out
+
+
+def _identity(path: str):
+    """What makes two paths one file: (device, inode), one stat (os.path.realpath takes one
+    lstat per path component: measured as most of the driver's file listing)."""
+    try:
+        st = os.stat(path)
+    except OSError:  # gone since it was listed: discovery says so
+        return os.path.abspath(path)
+    return st.st_dev, st.st_ino
 
 
 def input_roots(inputs: Iterable[str], from_list: Optional[str] = None) -> list:

@@ -24,6 +24,22 @@ STUDY_TOKENS = {
 #: OUTDIR/<PatientID>/<StudyDate>_<StudyID or short StudyInstanceUID>/<convert's name>
 #: (the last component is conversion.DEFAULT_NAME; a test checks it).
 DEFAULT_LAYOUT = "%i/%a_%s/%n_%d"
+#: --retries: tries again of a series whose worker process died (here, light to import for
+#: the CLI's help; the engines use it).
+DEFAULT_RETRIES = 2
+#: What the local pool's fork server imports once, rather than each worker at its first series
+#: (here, light to import: the batch command starts the fork server before its own imports).
+FORKSERVER_PRELOAD = ["dicomrecon.batch.task", "dicomrecon.conversion", "dicomrecon.engine.read"]
+
+
+def start_fork_server() -> None:
+    """Start the local pool's fork server now, in the background: it imports the conversion
+    code (numpy and all, ~0.3 s) while this process imports its own (the same), rather than
+    after, when the pool needs its first worker."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+    mp.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    forkserver.ensure_running()
 _STUDY_TOKENS = tuple(STUDY_TOKENS)
 
 

@@ -12,6 +12,15 @@ per series (the latest).  Moving a series' outputs into place is a small journal
 A run killed anywhere leaves at worst a staging folder and a commit line without a record; the
 next run deletes both the staging folder and the files of such a commit, then converts the
 series again.  So a killed run, started again, ends as an uninterrupted run would.
+
+Durability: the manifest is fsynced after the commit lines (before any file is moved) and
+after the records (before the run counts the series as done), once for all the results that
+arrive together (:meth:`Manifest.commit_many`), so a machine that loses power never has a
+record the disk forgot, and one fsync per line is not what the driver waits on.  The folder
+holding the manifest is fsynced once the manifest file exists, and the compacted manifest is
+fsynced before it replaces the old one.  Output files are not fsynced (that would make every
+worker wait on the disk): after a power loss, the next run finds an output whose sha256 does
+not match its record and converts the series again.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ class Record:
     series_description: str = ""
     modality: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0                  # the worker's CPU time for it (all its threads)
     worker: str = ""
     worker_peak_rss: int = 0                  # bytes, the worker's high-water mark
     finished: str = ""
@@ -72,6 +82,10 @@ class Manifest:
         self.pending: dict = {}               # SeriesInstanceUID -> files of an unfinished commit
         self._owner: Optional[dict] = None    # see owned()
         self._lock = None
+        self._fp = None                       # the manifest, open for appending
+        self._replaced: list = []             # outputs no record lists any more: to delete
+        self.syncs = 0                        # fsyncs of the manifest, and their time
+        self.sync_seconds = 0.0
 
     # ------------------------------------------------------------------ open / close
     def open(self) -> "Manifest":
@@ -87,6 +101,9 @@ class Manifest:
         return self
 
     def close(self) -> None:
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
         shutil.rmtree(self.staging, ignore_errors=True)
         if self._lock:
             self._lock.close()
@@ -150,36 +167,79 @@ class Manifest:
 
     # ------------------------------------------------------------------ writing
     def _append(self, obj: dict) -> None:
-        # Flushed to the kernel at once, so a killed run loses nothing it wrote; not fsynced
-        # (a line per series would make the driver wait on the disk, and its workers with it).
-        with open(self.path, "a", encoding="utf-8") as fp:
-            fp.write(json.dumps(obj, default=str) + "\n")
+        """Write a line, flushed to the kernel at once (a killed run loses nothing it wrote);
+        :meth:`sync` makes it durable."""
+        if self._fp is None:
+            created = not os.path.exists(self.path)
+            self._fp = open(self.path, "a", encoding="utf-8")
+            if created:
+                fsync_dir(self.outdir)
+        self._fp.write(json.dumps(obj, default=str) + "\n")
+        self._fp.flush()
 
-    def commit(self, result: TaskResult, record: Record) -> Record:
-        """Move a task's staged files into place, then record the series (see module doc)."""
-        owned = self.owned()
-        clash = [f.rel for f in result.files if owned.get(f.rel, record.series_instance_uid)
-                 != record.series_instance_uid]
-        if clash:
-            record.status, record.outputs = FAILED, []
-            record.reasons = [f"output {clash[0]} is already written for series "
-                              f"{owned[clash[0]]}: use a --layout that tells them apart "
-                              "(e.g. with %u)"]
-        else:
-            self._append({"event": "commit", "series_instance_uid": record.series_instance_uid,
-                          "files": [f.rel for f in result.files]})
-            for f in result.files:
+    def sync(self) -> None:
+        """fsync the manifest: every line written so far survives a power loss."""
+        if self._fp is not None:
+            t0 = time.perf_counter()
+            os.fsync(self._fp.fileno())
+            self.syncs += 1
+            self.sync_seconds += time.perf_counter() - t0
+
+    def commit_many(self, results: list) -> list:
+        """Commit ``[(TaskResult, Record)]`` that arrived together: their commit lines (one
+        fsync), their files moved into place, their records (one fsync).  Returns the records,
+        each durable when this returns (see module doc)."""
+        moving, claimed = [], {}
+        for res, rec in results:
+            if res.status == FAILED:
+                continue
+            clash = self._clash(res, rec, claimed)
+            if clash:
+                rec.status, rec.outputs, rec.reasons = FAILED, [], [clash]
+            else:
+                self._append({"event": "commit", "series_instance_uid": rec.series_instance_uid,
+                              "files": [f.rel for f in res.files]})
+                moving.append((res, rec))
+        if moving:
+            self.sync()
+        for res, rec in moving:
+            for f in res.files:
                 dest = os.path.join(self.outdir, f.rel)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.replace(f.staged, dest)
-            record.outputs = [{"file": f.rel, "sha256": f.sha256, "bytes": f.bytes}
-                              for f in result.files]
-        record.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.drop_staging(result)
-        return self.record(record)
+            rec.outputs = [{"file": f.rel, "sha256": f.sha256, "bytes": f.bytes}
+                           for f in res.files]
+        out = []
+        for res, rec in results:
+            rec.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self.drop_staging(res)
+            out.append(self.record(rec, sync=False))
+        self.sync()
+        self._remove_replaced()
+        return out
 
-    def record(self, record: Record) -> Record:
-        """Append ``record``; delete outputs of its previous record that it no longer lists."""
+    def _clash(self, result: TaskResult, record: Record, claimed: dict) -> str:
+        """Why a series' outputs cannot go where another series' outputs are ('' if none);
+        ``claimed``: outputs of the series committed alongside it, updated."""
+        uid = record.series_instance_uid
+        owned = self.owned()
+        clash = [f.rel for f in result.files
+                 if claimed.get(f.rel, owned.get(f.rel, uid)) != uid]
+        if not clash:
+            claimed.update((f.rel, uid) for f in result.files)
+            return ""
+        other = claimed.get(clash[0], owned.get(clash[0]))
+        return (f"output {clash[0]} is already written for series {other}: use a "
+                "--layout that tells them apart (e.g. with %u)")
+
+    def commit(self, result: TaskResult, record: Record) -> Record:
+        """Move a task's staged files into place, then record the series (see module doc)."""
+        return self.commit_many([(result, record)])[0]
+
+    def record(self, record: Record, sync: bool = True) -> Record:
+        """Append ``record``; delete outputs of its previous record that it no longer lists
+        (once the record is durable: at once with ``sync``, else after :meth:`commit_many`'s
+        fsync)."""
         uid = record.series_instance_uid
         old = self.records.get(uid)
         self._append(asdict(record))
@@ -190,14 +250,26 @@ class Manifest:
                 del owner[o["file"]]
         for o in record.outputs:
             owner[o["file"]] = uid
-        for o in old.outputs if old is not None else []:
-            if o["file"] not in owner:
-                self._remove(o["file"])
+        self._replaced += [o["file"] for o in (old.outputs if old is not None else [])
+                           if o["file"] not in owner]
+        if sync:
+            self.sync()
+            self._remove_replaced()
         return record
 
+    def _remove_replaced(self) -> None:
+        for rel in self._replaced:
+            if rel not in self.owned():
+                self._remove(rel)
+        self._replaced = []
+
     def drop_staging(self, result: TaskResult) -> None:
+        """Remove a task's staging folder: empty once committed (one rmdir), whole otherwise."""
         if result.staging:
-            shutil.rmtree(result.staging, ignore_errors=True)
+            try:
+                os.rmdir(result.staging)
+            except OSError:
+                shutil.rmtree(result.staging, ignore_errors=True)
 
     def _remove(self, rel: str) -> None:
         path = os.path.join(self.outdir, rel)
@@ -217,7 +289,22 @@ class Manifest:
         """Rewrite the manifest with one line per series (atomic)."""
         if not self.records and not os.path.exists(self.path):
             return
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", encoding="utf-8") as fp:
                 for uid in sorted(self.records):
                     fp.write(json.dumps(asdict(self.records[uid]), default=str) + "\n")
+                fp.flush()
+                os.fsync(fp.fileno())
+        fsync_dir(self.outdir)
+
+
+def fsync_dir(folder: str) -> None:
+    """Make the names in ``folder`` (a file created or renamed there) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

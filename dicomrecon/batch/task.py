@@ -8,6 +8,16 @@ killed half-way leaves only a staging folder that the next run removes.
 
 One series at a time per worker process: tasks take a process-wide lock, so a Dask worker
 started with several threads still holds one series in memory at a time.
+
+Attempts: where the engine cannot count the tries of a task itself (a Dask scheduler runs a
+task again when its worker dies), the task counts them: each try appends a byte to
+``OUTDIR/.dicomrecon-staging/attempts/<series>``, and a try beyond ``max_attempts`` records the
+series as failed instead of converting it.
+
+Test hook: with the environment variable ``DICOMRECON_TEST_SLOW_SERIES`` set to
+``DESCRIPTION=SECONDS``, a series whose SeriesDescription is ``DESCRIPTION`` sleeps ``SECONDS``
+before it converts (the tests use it to make one series overrun ``--task-timeout`` on a real
+Dask cluster).  Nothing else reads it.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ class SeriesTask:
     timeout: Optional[float] = None
     input_bytes: int = 0
     source: Optional[dict] = None  # a PACS input's URL and UIDs, recorded in the sidecars
+    max_attempts: Optional[int] = None  # counted by the task itself (see module doc), or not
 
 
 @dataclass
@@ -68,6 +79,7 @@ class TaskResult:
     worker: str = ""
     staging: str = ""
     worker_peak_rss: int = 0      # bytes: the worker process's high-water mark so far
+    cpu_seconds: float = 0.0      # CPU time of the worker process (all threads) for it
 
 
 def sha256_file(path: str) -> str:
@@ -96,10 +108,16 @@ def run_series(task: SeriesTask) -> TaskResult:
     """Convert one series into a fresh staging folder; never raises (a failure is a result)."""
     from ..conversion import convert
     with _ONE_AT_A_TIME:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         staging = os.path.join(task.staging_root, "{}.{}.{}".format(
             hashlib.sha1(task.uid.encode()).hexdigest()[:12], os.getpid(), secrets.token_hex(3)))
         try:
+            tries = count_attempt(task)
+            if task.max_attempts is not None and tries > task.max_attempts:
+                result = failed(task, f"its worker process died {tries - 1} time(s) while "
+                                      "converting it; not retried (--retries)")
+                return _finish(result, t0, c0)
+            _test_delay(task)
             os.makedirs(staging)
             n_files = len({h.path for g in task.series.groups for h in g.slices})
             res = convert(task.root, staging, fmt=task.fmt, name=task.name, policy=task.policy,
@@ -109,10 +127,49 @@ def run_series(task: SeriesTask) -> TaskResult:
         except Exception as exc:  # one bad series never stops the batch: record why
             shutil.rmtree(staging, ignore_errors=True)
             result = failed(task, f"{type(exc).__name__}: {exc}")
-        result.seconds = time.perf_counter() - t0
-        result.worker = worker_name()
-        result.worker_peak_rss = peak_rss()
-        return result
+        return _finish(result, t0, c0)
+
+
+def _finish(result: TaskResult, t0: float, c0: float) -> TaskResult:
+    result.seconds = time.perf_counter() - t0
+    result.cpu_seconds = time.process_time() - c0
+    result.worker = worker_name()
+    result.worker_peak_rss = peak_rss()
+    return result
+
+
+def attempts_file(task: SeriesTask) -> str:
+    return os.path.join(task.staging_root, "attempts",
+                        hashlib.sha1(task.uid.encode()).hexdigest()[:16])
+
+
+def count_attempt(task: SeriesTask) -> int:
+    """Count this try of ``task`` (when the task counts its own tries); returns its number."""
+    if task.max_attempts is None:
+        return 1
+    path = attempts_file(task)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "ab") as fp:
+        fp.write(b".")
+        fp.flush()
+        os.fsync(fp.fileno())  # a worker killed at once must still have counted its try
+        return os.fstat(fp.fileno()).st_size
+
+
+def attempts(task: SeriesTask) -> int:
+    """How many times ``task`` was started so far (its own count; 0 when none)."""
+    try:
+        return os.path.getsize(attempts_file(task))
+    except OSError:
+        return 0
+
+
+def _test_delay(task: SeriesTask) -> None:
+    """The ``DICOMRECON_TEST_SLOW_SERIES`` test hook (see module doc)."""
+    spec = os.environ.get("DICOMRECON_TEST_SLOW_SERIES", "")
+    name, _, seconds = spec.rpartition("=")
+    if name and task.series.first.series_description == name:
+        time.sleep(float(seconds))
 
 
 def _collect(task: SeriesTask, res, staging: str) -> TaskResult:
@@ -145,7 +202,8 @@ def run_series_bounded(task: SeriesTask) -> TaskResult:
     if task.timeout is None:
         return run_series(task)
     with _ONE_AT_A_TIME:
-        proc = subprocess.Popen([sys.executable, "-m", "dicomrecon.batch.task"],
+        proc = subprocess.Popen([sys.executable, "-c", "from dicomrecon.batch.task import "
+                                 "child_main; child_main()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             out, _ = proc.communicate(pickle.dumps(task), timeout=task.timeout)
@@ -160,5 +218,8 @@ def run_series_bounded(task: SeriesTask) -> TaskResult:
     return pickle.loads(out)
 
 
-if __name__ == "__main__":  # the child of run_series_bounded
+def child_main() -> None:
+    """The child of :func:`run_series_bounded`: a pickled task in, a pickled result out.
+    (Not ``python -m`` this module: its classes would then be ``__main__``'s, which the Dask
+    worker cannot unpickle.)"""
     sys.stdout.buffer.write(pickle.dumps(run_series(pickle.load(sys.stdin.buffer))))
