@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from enum import Enum
 
@@ -11,7 +12,7 @@ from enum import Enum
 # compacts memory on demand (THP defrag "madvise"), filling a 500 MB volume stalls for about a
 # second.  Set before numpy is imported; a user's own setting wins.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Optional
 
 import typer
@@ -68,10 +69,38 @@ class _AsTyped:
         multi = param.multiple or param.nargs == -1
         if not multi and (value is None or (self.type is not None and type(value) is self.type)):
             return value
+        if not multi and self.type is not None and isinstance(value, str):
+            typed = _plain_value(self.type, value)
+            if typed is not _UNHANDLED:
+                return typed
         if self.full is None:
             from typer._coercion import build_runtime_param
             self.full = build_runtime_param(self.descriptor)
         return self.full.coerce(value, param=param, ctx=ctx)
+
+
+_UNHANDLED = object()
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+
+
+def _plain_value(kind: type, text: str):
+    """A command-line string as ``kind`` where the result is plain, the one pydantic's lax
+    coercion gives (an Enum member by its exact value, a Path, a decimal int or float);
+    anything else is :data:`_UNHANDLED` and goes through typer, with its checks and messages.
+    The option most commands take (``-o DIR``, ``-f nii``) then costs no pydantic import (~0.13 s,
+    measured on ``convert -f nii`` of 300 RLE files, 15 % of the run)."""
+    if issubclass(kind, Enum):
+        return kind(text) if text in kind._value2member_map_ else _UNHANDLED
+    if kind is str:
+        return text
+    if issubclass(kind, PurePath) and kind in (Path, PurePath) and text:
+        return kind(text)
+    if kind is int and _INT.match(text):
+        return int(text)
+    if kind is float and _FLOAT.match(text):
+        return float(text)
+    return _UNHANDLED
 
 
 app = typer.Typer(
