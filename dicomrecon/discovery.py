@@ -40,6 +40,9 @@ class Group:
     #: by the duplicate check (copies sharing a SOPInstanceUID: resolve_copies), not read again
     damaged: list = field(default_factory=list)  # [(path, reason)] of its slices lost to damage
     tolerances: geo.Tolerances = geo.DEFAULT_TOLERANCES  # what its geometry was checked with
+    #: what must outlive the group for its files to exist (api.scan of pydicom Datasets: the
+    #: temporary folder they were written to); None for files the caller owns
+    keepalive: object = field(default=None, repr=False, compare=False)
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -100,6 +103,7 @@ class ScanResult:
     series: list
     skipped: list                   # [(path, reason)]
     n_files: int
+    keepalive: object = field(default=None, repr=False, compare=False)  # as Group.keepalive
 
     @property
     def groups(self) -> list:
