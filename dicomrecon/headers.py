@@ -551,20 +551,20 @@ def _label_vendor(headers: list, values: dict) -> list:
 def _scanned_pixels(path: str, values: dict, ts: str, size: int) -> Optional[tuple]:
     """Pixel data location of a scanned file, from the element header at the end of the file;
     None when it is not there (pixel data not last, truncated, absent): pydicom then reads."""
-    from .engine.gdcm_headers import native_length, pixel_location
+    from .engine.gdcm_headers import pixel_location
     if ts == DEFLATED:
         return None
     little, implicit = ts != "1.2.840.10008.1.2.2", ts == "1.2.840.10008.1.2"
     if ts not in NATIVE_SYNTAXES:
         return pixel_location(path, size, None, little, implicit)
     try:
-        length = native_length(int(values["Rows"]), int(values["Columns"]),
-                               int(values.get("NumberOfFrames") or 1),
-                               int(values.get("SamplesPerPixel") or 1),
-                               int(values["BitsAllocated"]))
+        length = native_pixel_bytes(int(values["Rows"]), int(values["Columns"]),
+                                    int(values.get("SamplesPerPixel") or 1),
+                                    int(values.get("NumberOfFrames") or 1),
+                                    int(values["BitsAllocated"]))
     except (KeyError, TypeError, ValueError):
         return None
-    return pixel_location(path, size, length, little, implicit)
+    return pixel_location(path, size, length + (length & 1), little, implicit)  # even length
 
 
 def _headers_with_pydicom(path: str, size: int, deflated: bool = False) -> list:

@@ -151,19 +151,13 @@ _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 
-def native_length(rows: int, columns: int, frames: int, samples: int, bits: int) -> int:
-    """Bytes of native pixel data, padded to even length (bit-packed for BitsAllocated 1)."""
-    n = rows * columns * frames * samples
-    nbytes = (n + 7) // 8 if bits == 1 else n * bits // 8
-    return nbytes + (nbytes & 1)
-
-
 def pixel_location(path: str, size: int, value_length: Optional[int], little: bool,
                    implicit: bool) -> Optional[tuple]:
     """``(tag, value offset, length)`` of pixel data that is the last element of the file, from
     a check of its element header; None when the bytes there are not that header.
 
-    ``value_length`` is the native length (:func:`native_length`), or None for encapsulated
+    ``value_length`` is the native length padded to even
+    (:func:`dicomrecon.headers.native_pixel_bytes` plus the pad byte), or None for encapsulated
     data, which must end with the (FFFE,E0DD) sequence delimiter (its offset is then unknown,
     and not needed: encapsulated frames are read by a decoder).
     """
