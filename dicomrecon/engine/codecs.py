@@ -40,6 +40,8 @@ from typing import Optional
 
 import numpy as np
 
+from .native_decode import frame_dtype
+
 RLE = "1.2.840.10008.1.2.5"
 JPEG_LS = "1.2.840.10008.1.2.4.80"
 JPEG_LOSSLESS = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
@@ -70,7 +72,7 @@ def decode_file(path: str, h) -> Optional[np.ndarray]:
     frames = _file_frames(path, h)
     if frames is None:
         return None
-    out = np.empty((len(frames), h.rows, h.columns), dtype=_dtype(h))
+    out = np.empty((len(frames), h.rows, h.columns), dtype=frame_dtype(h))
     ok = _guarded(lambda: all(_decode_into(parts, h, out[i]) for i, parts in enumerate(frames)))
     return out if ok else None
 
@@ -80,7 +82,7 @@ def decode_into(path: str, ks: list, out: np.ndarray) -> bool:
     into ``out[index]`` (no intermediate array); False when this path does not apply (the
     caller then decodes the whole file the general way, overwriting what was written)."""
     h = ks[0][1]
-    if out.dtype != _dtype(h) or out.shape[1:] != (h.rows, h.columns):
+    if out.dtype != frame_dtype(h) or out.shape[1:] != (h.rows, h.columns):
         return False
     frames = _file_frames(path, h)
     if frames is None or any(hk.frame >= len(frames) for _, hk in ks):
@@ -111,10 +113,6 @@ def _guarded(work) -> bool:
         raise
     except BaseException:
         return False
-
-
-def _dtype(h) -> np.dtype:
-    return np.dtype(("i" if h.pixel_representation else "u") + str(h.bits_allocated // 8))
 
 
 def _decode_into(parts: list, h, into: np.ndarray) -> bool:
