@@ -92,9 +92,7 @@ def _plain_value(kind: type, text: str):
     measured on ``convert -f nii`` of 300 RLE files, 15 % of the run)."""
     if issubclass(kind, Enum):
         return kind(text) if text in kind._value2member_map_ else _UNHANDLED
-    if kind is str:
-        return text
-    if issubclass(kind, PurePath) and kind in (Path, PurePath) and text:
+    if kind in (Path, PurePath) and text:
         return kind(text)
     if kind is int and _INT.match(text):
         return int(text)
@@ -165,8 +163,9 @@ def _policy_options():
                                  "ImagePositionPatient/ImageOrientationPatient (CR, DX, secondary "
                                  "captures...), on a placeholder affine flagged in the sidecar."),
         engine=typer.Option(Engine.auto, "--engine", help="Pixel decoder: auto (the fastest "
-                            "verified path: uncompressed files read in place, compressed ones "
-                            "through ITK in parallel) or itk (SimpleITK ImageSeriesReader for "
+                            "verified path: uncompressed files read in place, lossless grey "
+                            "RLE/JPEG-LS/JPEG by their codec libraries, the rest through ITK, "
+                            "in parallel) or itk (SimpleITK ImageSeriesReader for "
                             "every file). Both give the same voxels."),
         max_voxels=typer.Option(2 ** 31, "--max-voxels", help="Largest output grid (voxels); "
                                 "a larger one is refused before decoding (exit 2 when --spacing "
