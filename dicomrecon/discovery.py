@@ -306,14 +306,18 @@ def _same_pixels(hs: list, engine: str = "auto", pixels: Optional[dict] = None) 
     return same
 
 
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str) -> bytes:
+def sha256_file(path: str) -> str:
+    """The hex sha256 of a file's bytes, read 1 MiB at a time (also the batch manifest's)."""
     import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
+        while chunk := fp.read(1 << 20):
             h.update(chunk)
-    return h.digest()
+    return h.hexdigest()
+
+
+#: The copy check hashes each file once per scan (cleared when a scan starts).
+_file_digest = functools.lru_cache(maxsize=64)(sha256_file)
 
 
 def _refuse_conflicts(g: Group, conflicts: dict) -> bool:

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..discovery import ScanResult, Series
+from ..discovery import ScanResult, Series, sha256_file
 from ..plan import Policy
 
 _ONE_AT_A_TIME = threading.Lock()
@@ -80,14 +80,6 @@ class TaskResult:
     staging: str = ""
     worker_peak_rss: int = 0      # bytes: the worker process's high-water mark so far
     cpu_seconds: float = 0.0      # CPU time of the worker process (all threads) for it
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        while chunk := fp.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def peak_rss() -> int:
