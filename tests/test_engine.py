@@ -460,3 +460,33 @@ def test_codec_fast_path_refuses_a_cut_stream(syntax, cut, tmp_path):
     ds.save_as(tmp_path / "x.dcm")
     (h,) = H.read_headers(str(tmp_path / "x.dcm"))
     assert codecs.decode_file(str(tmp_path / "x.dcm"), h) is None
+
+
+def test_rle_fast_path_takes_exact_segments_only():
+    """The RLE frame decoder (PS3.5 G.3) puts segment 0 in the most significant byte and
+    declines a segment that gives more or fewer bytes than the image, or a header whose
+    segment count does not match the sample size."""
+    import struct
+    import imagecodecs
+    from dicomrecon.engine.codecs import _rle_into
+    want = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 300 + 7).astype(np.uint16)
+    hi, lo = (want >> 8).astype(np.uint8).tobytes(), (want & 0xFF).astype(np.uint8).tobytes()
+
+    def frame(segments):
+        segs = [imagecodecs.packbits_encode(s) for s in segments]
+        offsets, pos = [], 64
+        for s in segs:
+            offsets.append(pos)
+            pos += len(s)
+        head = struct.pack("<16L", len(segs), *(offsets + [0] * (15 - len(offsets))))
+        return head + b"".join(segs)
+
+    into = np.zeros((3, 4), np.uint16)
+    assert _rle_into(frame([hi, lo]), into, imagecodecs.packbits_decode)
+    assert (into == want).all()
+    assert not _rle_into(frame([hi, lo + b"\x01\x02"]), into, imagecodecs.packbits_decode)
+    assert not _rle_into(frame([hi, lo[:-1]]), into, imagecodecs.packbits_decode)
+    assert not _rle_into(frame([hi]), into, imagecodecs.packbits_decode)
+    into8 = np.zeros((3, 4), np.uint8)
+    assert _rle_into(frame([lo]), into8, imagecodecs.packbits_decode)
+    assert (into8 == (want & 0xFF)).all()

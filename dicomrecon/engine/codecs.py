@@ -5,7 +5,7 @@ read once (one ``read``), its top-level data set is walked element by element (e
 little endian, as every encapsulated syntax is) to the (7FE0,0010) Pixel Data element, whose
 items are the fragments; each frame's fragments go to one codec library call:
 
-* RLE Lossless: pylibjpeg-rle (``rle.rle.decode_frame``, Rust);
+* RLE Lossless: imagecodecs' PackBits decoder, one call per segment (byte plane);
 * JPEG-LS Lossless: imagecodecs' CharLS (``jpegls_decode``);
 * JPEG Lossless, Non-Hierarchical (process 14, and its selection value 1): imagecodecs'
   ``jpegsof3_decode`` (Chris Rorden's lossless decoder, dcm2niix's).
@@ -19,8 +19,10 @@ cut by a few bytes) -- all would have given wrong voxels where ITK/GDCM refuses.
 JPEG-LS and JPEG decode straight into the frame's slice of the output array (``out=``), and
 imagecodecs releases the GIL while it decodes, so the files decode on both cores.  Measured per
 512x512 int16 frame (scripts/benchmark.py's CT re-encoded by GDCM, CPU time): JPEG-LS ~4.5 ms
-(ITK/GDCM: ~9), JPEG lossless ~4.9 ms (ITK/GDCM: ~10), RLE ~0.9 ms (through a pydicom Dataset
-~2-3 ms).
+(ITK/GDCM: ~9), JPEG lossless ~4.9 ms (ITK/GDCM: ~10), RLE ~0.25 ms (pylibjpeg-rle's
+``decode_frame`` takes as long, but keeps the GIL, so two threads ran slower than one: the 300
+RLE slices converted in 0.55 s instead of 0.65 s once it was replaced; through a pydicom
+Dataset ~2-3 ms).
 
 The values are the stored values as the codec gives them (unsigned bit patterns for signed
 data: :func:`dicomrecon.decode._fix_bits` sign-extends them from BitsStored, exactly as for
@@ -104,9 +106,9 @@ def _file_frames(path: str, h) -> Optional[list]:
 
 def _guarded(work) -> bool:
     """``work()``, with a decoder's refusal of a malformed stream as False (the general path
-    then decodes the file or refuses it with a reason).  Decoders raise many types: ValueError
-    (pylibjpeg-rle), imagecodecs' own errors, and pyo3's PanicException -- a BaseException --
-    when the Rust RLE decoder panics on a fuzzed stream."""
+    then decodes the file or refuses it with a reason).  Decoders raise many types:
+    imagecodecs' own errors, ValueError, and (from a Rust decoder) pyo3's PanicException, a
+    BaseException: whatever a decoder raises on a malformed stream means "not here"."""
     try:
         return bool(work())
     except (KeyboardInterrupt, SystemExit):
@@ -119,14 +121,9 @@ def _decode_into(parts: list, h, into: np.ndarray) -> bool:
     """Decode one frame's fragments into ``into`` (C-contiguous (rows, columns)); False when
     the codec's image does not fit it."""
     data = parts[0] if len(parts) == 1 else b"".join(parts)
-    if h.transfer_syntax == RLE:
-        from rle.rle import decode_frame
-        raw = decode_frame(bytes(data), h.rows * h.columns, h.bits_allocated, "<")
-        if len(raw) != into.nbytes:
-            return False
-        into.reshape(-1)[...] = np.frombuffer(raw, dtype=into.dtype)
-        return True
     import imagecodecs
+    if h.transfer_syntax == RLE:
+        return _rle_into(data, into, imagecodecs.packbits_decode)
     decode = imagecodecs.jpegls_decode if h.transfer_syntax == JPEG_LS else \
         imagecodecs.jpegsof3_decode
     arr = decode(data, out=into)
@@ -134,6 +131,28 @@ def _decode_into(parts: list, h, into: np.ndarray) -> bool:
         return False
     if not np.shares_memory(arr, into):  # the codec made its own array (e.g. 8-bit samples
         into[...] = arr                   # in 16-bit words): the values, widened
+    return True
+
+
+def _rle_into(data, into: np.ndarray, packbits_decode) -> bool:
+    """One RLE Lossless frame (PS3.5 G.3): a 64-byte header (the number of segments, then
+    their offsets), then one PackBits segment per byte of a sample, most significant first.
+    Each segment must give exactly rows x columns bytes: a cut or overrunning segment is
+    declined, never filled."""
+    n_seg = into.itemsize
+    if len(data) < 64 or _U32.unpack_from(data, 0)[0] != n_seg:
+        return False
+    offsets = list(struct.unpack_from(f"<{n_seg}L", data, 4)) + [len(data)]
+    if offsets[0] != 64 or any(b <= a for a, b in zip(offsets, offsets[1:])):
+        return False
+    plane = into.size
+    raw = into.reshape(-1).view(np.uint8)
+    big = into.dtype.byteorder == ">" or (into.dtype.byteorder == "=" and not np.little_endian)
+    for i in range(n_seg):
+        seg = packbits_decode(data[offsets[i]:offsets[i + 1]])
+        if len(seg) != plane:
+            return False
+        raw[(i if big else n_seg - 1 - i)::n_seg] = np.frombuffer(seg, dtype=np.uint8)
     return True
 
 
