@@ -27,7 +27,10 @@ What it does, in one run:
    * ``dcm2niix -z n`` and ``-z i`` (internal zlib; ``-z y`` when the build lacks ``i``)
    * SimpleITK: ``ImageSeriesReader`` on ``GetGDCMSeriesFileNames`` then ``WriteImage`` (.nii)
    * ``dicomrecon scan --json`` (header scan only), and the raw ``gdcm.Scanner`` reading the
-     same tags of the same files in a plain Python process (:data:`GDCM_CHILD`)
+     same tags of the same files in a plain Python process (:data:`GDCM_CHILD`); also the same
+     raw scanner after ``import numpy, typer`` (:data:`GDCM_FLOOR_CHILD`): the least any scan
+     whose geometry is numpy and whose command line is typer (as the design asks) can take, so
+     ``scan / raw`` cannot go below ``floor / raw``, printed beside it
 
    ``os.sync()`` runs before every timed command so that write-back of the previous run's
    output does not land in the next run's time.
@@ -110,6 +113,11 @@ s.Scan(files)
 values = [[s.GetValue(f, t) for t in tags] for f in files if s.IsKey(f)]
 print(len(values))
 """
+
+
+#: The floor of a numpy + typer program: the same scan after importing what ``dicomrecon scan``
+#: must import besides gdcm (numpy for the geometry, typer for the command line).
+GDCM_FLOOR_CHILD = "import numpy, typer\n" + GDCM_CHILD
 
 
 SITK_CHILD = """\
@@ -619,6 +627,8 @@ def _benchmark(args, work: str) -> int:
         Tool("dicomrecon_scan", "dicomrecon scan --json", lambda i, o: [dr, "scan", i, "--json"]),
         Tool("gdcm_scanner", "raw gdcm.Scanner (same tags)",
              lambda i, o: [sys.executable, "-c", GDCM_CHILD, i, scan_tags_json()]),
+        Tool("gdcm_floor", "raw gdcm.Scanner + import numpy, typer",
+             lambda i, o: [sys.executable, "-c", GDCM_FLOOR_CHILD, i, scan_tags_json()]),
         Tool("dicomrecon_itk_nii", "dicomrecon -f nii --engine itk",
              lambda i, o: [dr, "convert", i, "-o", o, "-f", "nii", "--no-progress", "-q",
                            "--engine", "itk"]),
@@ -670,6 +680,9 @@ def _benchmark(args, work: str) -> int:
         results[name] = check(v, op, thr)
         text = desc.format(z=z_label.split(' ', 1)[1], c=args.codec_slices)
         print(f"{text:64s} {fmt(v):>8s} {op + ' ' + str(thr):>8s}  {results[name]}")
+    print(f"  scan: the floor (raw gdcm.Scanner + import numpy, typer) / raw gdcm.Scanner "
+          f"{fmt(figures.get('floor_vs_gdcm'))}; dicomrecon scan / that floor "
+          f"{fmt(figures.get('scan_vs_floor'))}")
     for codec, c in codecs.items():
         print(f"  {CODECS[codec][1]}: dicomrecon {fmt(c['dicomrecon_s'])} s, dcm2niix "
               f"{fmt(c['dcm2niix_s'])} s (medians); same voxels on the world grid: {c['agree']}")
@@ -783,6 +796,8 @@ def _ratios(by: dict, array_bytes: int, n_files: int) -> dict:
         "niigz_rss_vs_sitk": ratio(r["dicomrecon_niigz"], r["sitk_nii"]),
         "sitk_vs_dcm2niix": paired(by["sitk_nii"], by["dcm2niix_nii"]),
         "scan_vs_gdcm": paired(by["dicomrecon_scan"], by["gdcm_scanner"]),
+        "floor_vs_gdcm": paired(by["gdcm_floor"], by["gdcm_scanner"]),
+        "scan_vs_floor": paired(by["dicomrecon_scan"], by["gdcm_floor"]),
         "itk_vs_auto": paired(by["dicomrecon_itk_nii"], by["dicomrecon_nii"]),
     }
 
