@@ -20,7 +20,7 @@ from .fourth_axis import fourth_axis_keys, merge_sets, time_axis_tr
 from .naming import DEFAULT_NAME, NAME_TOKENS, UniqueNames, output_stem
 from .geometry import ERROR, WARNING, Finding
 from .provenance import DiffusionTable, Provenance, frozen, load
-from .recording import provenance_4d, provenance_of
+from .recording import provenance_4d, provenance_for_file, provenance_of
 from .volume import Volume
 from .writers import extension, is_inside, make_writable_folder, write_json, write_volume
 
@@ -441,7 +441,7 @@ def _write_one(vp, stem, ctx: _Context) -> Output:
                  description=f"dicomrecon {__version__} {vp.label}",
                  progress=_stage(ctx.progress, "write", vp.label))
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
-    side = _with_source(provenance_of(vol, ctx.root, os.path.basename(path), ctx.fmt),
+    side = _with_source(provenance_for_file(vol, ctx.root, os.path.basename(path), ctx.fmt),
                         ctx.source).to_json()
     write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
     notes = [f.message for f in vp.findings if f.code == "SHEARED_GRID"]

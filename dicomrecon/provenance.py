@@ -326,17 +326,23 @@ def read_provenance(path: str) -> Provenance:
 # --------------------------------------------------------------------------------------------
 def dump(obj) -> Any:
     """A record (or value) as JSON-ready data; fields marked omit_none vanish when None."""
+    kind = type(obj)
+    if kind in _PLAIN:  # most values: a 1000-slice sidecar has ~10,000 of them
+        return obj
+    if kind is tuple or kind is list:
+        return [dump(v) for v in obj]
     if isinstance(obj, Finding):
         return obj.to_dict()
-    if dataclasses.is_dataclass(obj):
+    fields = _dump_fields(kind) if dataclasses.is_dataclass(obj) else None
+    if fields is not None:
         out = {}
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if v is None and f.metadata.get("omit"):
+        for name, omit in fields:
+            v = getattr(obj, name)
+            if v is None and omit:
                 continue
-            out[f.name] = dump(v)
+            out[name] = dump(v)
         return out
-    if isinstance(obj, Mapping):
+    if isinstance(obj, collections.abc.Mapping):
         return {k: dump(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [dump(v) for v in obj]
@@ -345,6 +351,15 @@ def dump(obj) -> Any:
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
     return obj
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+@functools.lru_cache(maxsize=None)
+def _dump_fields(tp) -> tuple:
+    """(name, omitted when None) of each field of record class ``tp``, looked up once."""
+    return tuple((f.name, bool(f.metadata.get("omit"))) for f in dataclasses.fields(tp))
 
 
 def load(tp, data) -> Any:

@@ -52,6 +52,17 @@ def provenance_of(vol, root: Optional[str] = None, filename: str = "", fmt: str 
         diffusion=_diffusion(f))
 
 
+def provenance_for_file(vol, root: str, filename: str, fmt: str) -> Provenance:
+    """The sidecar of ``vol`` written as ``filename`` in a conversion of ``root``: the
+    provenance :func:`~dicomrecon.conversion.load_plan` made, with the file's name and format,
+    when its source paths are already relative to ``root`` (a flat folder); else built anew."""
+    prov = vol.provenance
+    if prov is None or prov.source is None or prov.source.input != os.path.abspath(root):
+        return provenance_of(vol, root, filename, fmt)
+    return dataclasses.replace(prov, volume=dataclasses.replace(prov.volume, file=filename,
+                                                                format=fmt))
+
+
 def provenance_4d(vols: list, array, root: str, filename: str, fmt: str, note: str,
                   fourth: dict) -> Provenance:
     """The first volume's provenance, plus the 4th axis and every volume's own sources."""
