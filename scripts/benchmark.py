@@ -627,7 +627,7 @@ def _benchmark(args, work: str) -> int:
         Tool("dicomrecon_scan", "dicomrecon scan --json", lambda i, o: [dr, "scan", i, "--json"]),
         Tool("gdcm_scanner", "raw gdcm.Scanner (same tags)",
              lambda i, o: [sys.executable, "-c", GDCM_CHILD, i, scan_tags_json()]),
-        Tool("gdcm_floor", "raw gdcm.Scanner + import numpy, typer",
+        Tool("gdcm_scanner_floor", "raw gdcm.Scanner + import numpy, typer",
              lambda i, o: [sys.executable, "-c", GDCM_FLOOR_CHILD, i, scan_tags_json()]),
         Tool("dicomrecon_itk_nii", "dicomrecon -f nii --engine itk",
              lambda i, o: [dr, "convert", i, "-o", o, "-f", "nii", "--no-progress", "-q",
@@ -796,8 +796,8 @@ def _ratios(by: dict, array_bytes: int, n_files: int) -> dict:
         "niigz_rss_vs_sitk": ratio(r["dicomrecon_niigz"], r["sitk_nii"]),
         "sitk_vs_dcm2niix": paired(by["sitk_nii"], by["dcm2niix_nii"]),
         "scan_vs_gdcm": paired(by["dicomrecon_scan"], by["gdcm_scanner"]),
-        "floor_vs_gdcm": paired(by["gdcm_floor"], by["gdcm_scanner"]),
-        "scan_vs_floor": paired(by["dicomrecon_scan"], by["gdcm_floor"]),
+        "floor_vs_gdcm": paired(by["gdcm_scanner_floor"], by["gdcm_scanner"]),
+        "scan_vs_floor": paired(by["dicomrecon_scan"], by["gdcm_scanner_floor"]),
         "itk_vs_auto": paired(by["dicomrecon_itk_nii"], by["dicomrecon_nii"]),
     }
 
