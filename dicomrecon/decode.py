@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .engine.native_decode import DecodeError  # noqa: F401  (re-exported)
-from .headers import SliceHeader
+from .header_model import SliceHeader
 
 ProgressFn = Optional[Callable[[int, int], None]]
 

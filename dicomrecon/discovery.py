@@ -19,7 +19,8 @@ import numpy as np
 from . import geometry as geo
 from .errors import InputError
 from .geometry import ERROR, INFO, WARNING, Finding
-from .headers import SliceHeader, SkipFile, read_many
+from .header_model import SliceHeader, SkipFile
+from .headers import read_many
 
 ProgressFn = Optional[Callable[[int, int], None]]
 

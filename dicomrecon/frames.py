@@ -7,7 +7,7 @@ dataset here when it has frames or tiles.
 
 from __future__ import annotations
 
-from .headers import MosaicTile, SkipFile, SliceHeader, _num, _str, _vec
+from .header_model import MosaicTile, SkipFile, SliceHeader, num, str_value, vec
 
 
 def _fg(frame, shared, seq: str):
@@ -52,33 +52,33 @@ def _frames(h: SliceHeader, ds) -> list:
         d.update(frame=k, extra=dict(h.extra))
         if h.pixel_offset is not None and h.bits_allocated >= 8:
             d["pixel_offset"] = h.pixel_offset + k * h.frame_nbytes
-        d["ipp"] = _vec(pos, "ImagePositionPatient", 3, where) if pos else h.ipp
-        d["iop"] = _vec(ori, "ImageOrientationPatient", 6, where) if ori else h.iop
+        d["ipp"] = vec(pos, "ImagePositionPatient", 3, where) if pos else h.ipp
+        d["iop"] = vec(ori, "ImageOrientationPatient", 6, where) if ori else h.iop
         if meas:
-            d["pixel_spacing"] = _vec(meas, "PixelSpacing", 2, where) or h.pixel_spacing
-            d["slice_thickness"] = _num(meas, "SliceThickness") or h.slice_thickness
+            d["pixel_spacing"] = vec(meas, "PixelSpacing", 2, where) or h.pixel_spacing
+            d["slice_thickness"] = num(meas, "SliceThickness") or h.slice_thickness
         if pvt:
-            slope, icpt = _num(pvt, "RescaleSlope"), _num(pvt, "RescaleIntercept")
+            slope, icpt = num(pvt, "RescaleSlope"), num(pvt, "RescaleIntercept")
             d["rescale_slope"] = 1.0 if slope is None else slope
             d["rescale_intercept"] = 0.0 if icpt is None else icpt
-            d["rescale_type"] = _str(pvt, "RescaleType") or h.rescale_type
+            d["rescale_type"] = str_value(pvt, "RescaleType") or h.rescale_type
             d["has_rescale"] = slope is not None or icpt is not None
         if echo:
-            d["echo_time"] = _num(echo, "EffectiveEchoTime")
+            d["echo_time"] = num(echo, "EffectiveEchoTime")
         if content:
-            d["temporal_position"] = _num(content, "TemporalPositionIndex", int)
-            d["acquisition_number"] = _num(content, "FrameAcquisitionNumber", int) or h.acquisition_number
-            d["stack_id"] = _str(content, "StackID")
+            d["temporal_position"] = num(content, "TemporalPositionIndex", int)
+            d["acquisition_number"] = num(content, "FrameAcquisitionNumber", int) or h.acquisition_number
+            d["stack_id"] = str_value(content, "StackID")
         if diff:
-            d["diffusion_bvalue"] = _num(diff, "DiffusionBValue")
-            d["extra"]["DiffusionDirectionality"] = _str(diff, "DiffusionDirectionality")
+            d["diffusion_bvalue"] = num(diff, "DiffusionBValue")
+            d["extra"]["DiffusionDirectionality"] = str_value(diff, "DiffusionDirectionality")
             gseq = diff.get("DiffusionGradientDirectionSequence")
             if gseq:
-                d["diffusion_direction"] = _vec(gseq[0], "DiffusionGradientOrientation", 3, where)
-        if timing and _num(timing, "RepetitionTime") is not None:
-            d["extra"]["RepetitionTime"] = _num(timing, "RepetitionTime")
+                d["diffusion_direction"] = vec(gseq[0], "DiffusionGradientOrientation", 3, where)
+        if timing and num(timing, "RepetitionTime") is not None:
+            d["extra"]["RepetitionTime"] = num(timing, "RepetitionTime")
         if trig:
-            d["trigger_time"] = _num(trig, "NominalCardiacTriggerDelayTime")
+            d["trigger_time"] = num(trig, "NominalCardiacTriggerDelayTime")
         if ftype:
             ft = ftype.get("FrameType")
             if ft:

@@ -14,83 +14,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
-from collections.abc import Sequence
+from .header_model import (DEFLATED, KEYWORD_OF, NATIVE_SYNTAXES, PIXEL_DATA_TAGS, TAG_TABLE,
+                           VR_OF, SeriesText, SkipFile, SliceHeader, image_type_of,
+                           native_pixel_bytes, num, padding_value, str_value, vec)
+from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS
 
-#: Uncompressed transfer syntaxes whose pixel bytes we read directly.
-NATIVE_SYNTAXES = {
-    "1.2.840.10008.1.2": "<",     # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1": "<",   # Explicit VR Little Endian
-    "1.2.840.10008.1.2.2": ">",   # Explicit VR Big Endian (retired)
-}
-
-PIXEL_DATA_TAGS = {0x7FE00010: "Pixel Data", 0x7FE00008: "Float Pixel Data",
-                   0x7FE00009: "Double Float Pixel Data"}
-
-#: Tags read from each header: keyword -> (tag, VR, name), as in the DICOM data dictionary
-#: (a literal table so that the command line need not import pydicom to read a header; a test
-#: checks it against pydicom's dictionary).  Everything else is skipped unparsed.
-TAG_TABLE = {
-    "SpecificCharacterSet": (0x00080005, "CS", "Specific Character Set"),
-    "SOPClassUID": (0x00080016, "UI", "SOP Class UID"),
-    "SOPInstanceUID": (0x00080018, "UI", "SOP Instance UID"),
-    "StudyInstanceUID": (0x0020000D, "UI", "Study Instance UID"),
-    "SeriesInstanceUID": (0x0020000E, "UI", "Series Instance UID"),
-    "FrameOfReferenceUID": (0x00200052, "UI", "Frame of Reference UID"),
-    "Modality": (0x00080060, "CS", "Modality"),
-    "Manufacturer": (0x00080070, "LO", "Manufacturer"),
-    "SeriesNumber": (0x00200011, "IS", "Series Number"),
-    "SeriesDescription": (0x0008103E, "LO", "Series Description"),
-    "InstanceNumber": (0x00200013, "IS", "Instance Number"),
-    "AcquisitionNumber": (0x00200012, "IS", "Acquisition Number"),
-    "ImageType": (0x00080008, "CS", "Image Type"),
-    "ImagePositionPatient": (0x00200032, "DS", "Image Position (Patient)"),
-    "ImageOrientationPatient": (0x00200037, "DS", "Image Orientation (Patient)"),
-    "PixelSpacing": (0x00280030, "DS", "Pixel Spacing"),
-    "SliceThickness": (0x00180050, "DS", "Slice Thickness"),
-    "SpacingBetweenSlices": (0x00180088, "DS", "Spacing Between Slices"),
-    "GantryDetectorTilt": (0x00181120, "DS", "Gantry/Detector Tilt"),
-    "Rows": (0x00280010, "US", "Rows"),
-    "Columns": (0x00280011, "US", "Columns"),
-    "NumberOfFrames": (0x00280008, "IS", "Number of Frames"),
-    "SamplesPerPixel": (0x00280002, "US", "Samples per Pixel"),
-    "PhotometricInterpretation": (0x00280004, "CS", "Photometric Interpretation"),
-    "PlanarConfiguration": (0x00280006, "US", "Planar Configuration"),
-    "BitsAllocated": (0x00280100, "US", "Bits Allocated"),
-    "BitsStored": (0x00280101, "US", "Bits Stored"),
-    "HighBit": (0x00280102, "US", "High Bit"),
-    "PixelRepresentation": (0x00280103, "US", "Pixel Representation"),
-    "RescaleSlope": (0x00281053, "DS", "Rescale Slope"),
-    "RescaleIntercept": (0x00281052, "DS", "Rescale Intercept"),
-    "RescaleType": (0x00281054, "LO", "Rescale Type"),
-    "PixelPaddingValue": (0x00280120, "US or SS", "Pixel Padding Value"),
-    "EchoNumbers": (0x00180086, "IS", "Echo Number(s)"),
-    "EchoTime": (0x00180081, "DS", "Echo Time"),
-    "TemporalPositionIdentifier": (0x00200100, "IS", "Temporal Position Identifier"),
-    "PatientID": (0x00100020, "LO", "Patient ID"),
-    "PatientName": (0x00100010, "PN", "Patient's Name"),
-    "StudyDate": (0x00080020, "DA", "Study Date"),
-    "SeriesDate": (0x00080021, "DA", "Series Date"),
-    "BodyPartExamined": (0x00180015, "CS", "Body Part Examined"),
-    "ProtocolName": (0x00181030, "LO", "Protocol Name"),
-    "ImageComments": (0x00204000, "LT", "Image Comments"),
-    "TriggerTime": (0x00181060, "DS", "Trigger Time"),
-    "DiffusionBValue": (0x00189087, "FD", "Diffusion b-value"),
-    "DiffusionGradientOrientation": (0x00189089, "FD", "Diffusion Gradient Orientation"),
-    "PerFrameFunctionalGroupsSequence": (0x52009230, "SQ", "Per-Frame Functional Groups Sequence"),
-    "SharedFunctionalGroupsSequence": (0x52009229, "SQ", "Shared Functional Groups Sequence"),
-}
-
-_KEYWORD_OF = {tag: kw for kw, (tag, _, _) in TAG_TABLE.items()}
-_VR_OF = {tag: vr for tag, vr, _ in TAG_TABLE.values()}
-
-# --- vendor tags (diffusion encoding, phase direction): see dicomrecon/vendor/diffusion.py
-from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS  # noqa: E402
-
-_KEYWORD_OF.update({tag: kw for kw, (tag, _, _) in _VENDOR_TAGS.items()})
-_VR_OF.update({tag: vr for tag, vr, _ in _VENDOR_TAGS.values()})
 _VENDOR_KEYS = tuple(_VENDOR_TAGS) + ("ImageComments",)
 _BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
            "US or SS": "H"}
@@ -106,10 +37,10 @@ def _fast_values(ds) -> dict:
     utf8 = "192" in (charset.decode("latin-1") if isinstance(charset, bytes) else str(charset))
     out = {}
     for tag, elem in ds._dict.items():
-        kw = _KEYWORD_OF.get(int(tag))
+        kw = KEYWORD_OF.get(int(tag))
         if kw is not None:
             vr = getattr(elem, "VR", None)
-            vr = vr if vr and vr != "UN" else _VR_OF[int(tag)]  # private tags may come as UN
+            vr = vr if vr and vr != "UN" else VR_OF[int(tag)]  # private tags may come as UN
             out[kw] = _convert(vr, elem.value, little, utf8)
     return out
 
@@ -141,186 +72,6 @@ def _convert(vr: str, raw, little: bool, utf8: bool):
     return parts[0] if len(parts) == 1 else parts
 
 
-class SkipFile(Exception):
-    """A file that is not a usable DICOM image; the message says why.
-
-    ``damaged`` is set for a DICOM image lost to damage (truncated, pixel data of the wrong
-    length, unreadable header): ``{"series_uid", "ipp", "iop"}`` as far as they could be read
-    (None when not), so that discovery can tell which volume lost a slice."""
-
-    def __init__(self, message: str, damaged: Optional[dict] = None):
-        super().__init__(message)
-        self.damaged = damaged
-
-
-@dataclass(frozen=True)
-class MosaicTile:
-    """Where a tile sits in a Siemens MOSAIC image: the whole mosaic's size, the tile's grid
-    row and column (the tile's own size is the header's rows x columns)."""
-
-    mosaic_rows: int
-    mosaic_columns: int
-    row: int
-    column: int
-
-
-@dataclass(frozen=True)
-class SeriesText:
-    """Descriptive text tags carried into sidecars and output names."""
-
-    protocol_name: str = ""
-    study_date: str = ""
-    series_date: str = ""
-    body_part: str = ""
-
-
-@dataclass
-class SliceHeader:
-    path: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_instance_uid: str
-    study_instance_uid: str
-    frame_of_reference_uid: str
-    modality: str
-    manufacturer: str
-    series_number: Optional[int]
-    series_description: str
-    instance_number: Optional[int]
-    acquisition_number: Optional[int]
-    image_type: tuple
-    ipp: Optional[tuple]
-    iop: Optional[tuple]
-    pixel_spacing: Optional[tuple]
-    slice_thickness: Optional[float]
-    gantry_tilt: Optional[float]
-    rows: int
-    columns: int
-    number_of_frames: int
-    samples_per_pixel: int
-    photometric: str
-    planar_configuration: int
-    bits_allocated: int
-    bits_stored: int
-    pixel_representation: int
-    rescale_slope: float
-    rescale_intercept: float
-    rescale_type: str
-    has_rescale: bool
-    pixel_padding_value: Optional[int]
-    echo_numbers: Optional[str]
-    echo_time: Optional[float]
-    temporal_position: Optional[int]
-    transfer_syntax: str
-    pixel_offset: Optional[int]   # start of native pixel bytes, None when encapsulated
-    patient_id: str = ""
-    patient_name: str = ""
-    trigger_time: Optional[float] = None
-    diffusion_bvalue: Optional[float] = None
-    diffusion_direction: Optional[tuple] = None
-    frame: int = 0                 # frame (or mosaic tile) index within the file (0-based)
-    text: SeriesText = SeriesText()
-    pixel_tag: int = 0x7FE00010    # (7FE0,0010), or (7FE0,0008)/(7FE0,0009) float pixel data
-    stack_id: str = ""             # enhanced FrameContentSequence StackID
-    tile: Optional[MosaicTile] = None      # set on each tile of a demosaiced Siemens MOSAIC
-    mosaic_problem: str = ""       # why a MOSAIC image could not be demosaiced
-    unexpanded_frames: bool = False  # multi-frame without functional groups (refused)
-    #: rescale pairs of all frames of an enhanced file, frame 1's first (decoders that apply
-    #: one pair to a whole file, as ITK does, use frame 1's: see engine/itk_decode.py)
-    file_rescale: tuple = ()
-    #: vendor data only (dicomrecon.vendor): "diffusion", "diffusion_trace", "RepetitionTime",
-    #: "DiffusionDirectionality", "uih_vframe", and "pixel_problem" (why the transfer syntax
-    #: cannot be decoded); everything else has a typed field above
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def multiframe_uid(self) -> Optional[str]:
-        """SOPInstanceUID of a multi-frame file or a mosaic (its frames or tiles, and those of
-        another file at the same positions, are different acquisitions); None otherwise."""
-        return self.sop_instance_uid if (self.number_of_frames > 1 or self.tile is not None) \
-            else None
-
-    @property
-    def instance_key(self) -> tuple:
-        """What identifies this image: (SOPInstanceUID, frame)."""
-        return (self.sop_instance_uid, self.frame)
-
-    @property
-    def byte_order(self) -> Optional[str]:
-        return NATIVE_SYNTAXES.get(self.transfer_syntax)
-
-    @property
-    def is_native(self) -> bool:
-        return self.pixel_offset is not None
-
-    @property
-    def is_float(self) -> bool:
-        """Float (7FE0,0008) or Double Float (7FE0,0009) Pixel Data: values as stored."""
-        return self.pixel_tag != 0x7FE00010
-
-    @property
-    def frame_nbytes(self) -> int:
-        return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated // 8
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-
-def _image_type(v) -> tuple:
-    if v is None:
-        return ()
-    if isinstance(v, str):
-        return tuple(v.split("\\"))
-    return tuple(str(x) for x in v)
-
-
-def _num(ds, kw, cast=float):
-    v = ds.get(kw)
-    if v is None or v == "":
-        return None
-    try:
-        if isinstance(v, Sequence) and not isinstance(v, (str, bytes)):
-            v = v[0]
-        return cast(float(v)) if cast is int and isinstance(v, str) else cast(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _vec(ds, kw, n, path):
-    v = ds.get(kw)
-    if v is None or v == "":
-        return None
-    try:
-        vals = tuple(float(x) for x in (v if isinstance(v, Sequence) and not isinstance(v, (str, bytes)) else [v]))
-    except (TypeError, ValueError):
-        raise SkipFile(f"{path}: a {_tagname(kw)} value of '{v}' is invalid, it must be {n} numbers")
-    if len(vals) != n:
-        raise SkipFile(f"{path}: a {_tagname(kw)} value of '{v}' is invalid, it must be {n} numbers")
-    return vals
-
-
-def _padding(value, signed: int, bits: int):
-    """PixelPaddingValue as the stored integer (US read of a signed value is re-signed)."""
-    if not isinstance(value, int):
-        return None
-    if signed and bits in (8, 16, 32) and value >= 1 << (bits - 1):
-        value -= 1 << bits
-    return value
-
-
-def _tagname(kw):
-    tag, _, name = TAG_TABLE[kw]
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{name}'"
-
-
-def _str(ds, kw):
-    v = ds.get(kw)
-    if v is None:
-        return ""
-    return str(v).strip()
-
-
 def _locate_pixels(fp, implicit: bool, little: bool):
     """At the position pydicom stopped: return (tag, value offset, length) or None."""
     start = fp.tell()
@@ -343,7 +94,6 @@ def _locate_pixels(fp, implicit: bool, little: bool):
     return tag, start + 8, length
 
 
-DEFLATED = "1.2.840.10008.1.2.1.99"
 #: Tags the GDCM scanner reads (sequences are read with pydicom, only where needed)
 #: (GDCM's scanner does not return private tags asked for by number: the public vendor tags are
 #: scanned, files that may carry private diffusion tags are read with pydicom, see
@@ -399,7 +149,7 @@ def _needs_dataset(values: dict) -> bool:
     private = values.get("Modality") == "MR" and \
         _vendor(str(values.get("Manufacturer") or "")) in _PRIVATE_DIFFUSION_VENDORS
     return (private or (isinstance(frames, int) and frames > 1) or not values.get("TransferSyntaxUID")
-            or any(str(t).upper() in ("MOSAIC", "VFRAME") for t in _image_type(image_type))
+            or any(str(t).upper() in ("MOSAIC", "VFRAME") for t in image_type_of(image_type))
             or any(kw in values for kw in _EXACT_WITH_PYDICOM))
 
 
@@ -590,7 +340,7 @@ def _image_like(values: dict) -> bool:
     """A header read to the end of its file that should have had pixel data: it has image
     attributes, or its SOP class is an image storage class (or cut short, unknown)."""
     from pydicom.uid import UID
-    sop = UID(_str(values, "SOPClassUID"))
+    sop = UID(str_value(values, "SOPClassUID"))
     return values.get("Rows") is not None or not sop.is_valid or "Image" in sop.name \
         or sop.name == str(sop)
 
@@ -651,7 +401,7 @@ def _deflated_pixels(ds) -> Optional[tuple]:
 def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool = False) -> tuple:
     """(rows, columns, bits allocated, native, pixel problem) after checking the pixel data is
     usable (``cut``: the header was read to the end of the file)."""
-    sop_class = _str(values, "SOPClassUID")
+    sop_class = str_value(values, "SOPClassUID")
     if where is None or where[0] not in PIXEL_DATA_TAGS:
         from pydicom.uid import UID
         if cut:  # an image whose file ends in its header
@@ -660,11 +410,11 @@ def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool 
         kind = UID(sop_class).name if sop_class else "unknown SOP class"
         raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
     tag, offset, length = where
-    rows, cols = _num(values, "Rows", int), _num(values, "Columns", int)
+    rows, cols = num(values, "Rows", int), num(values, "Columns", int)
     if not rows or not cols:
         raise SkipFile(f"{path}: a (0028,0010) 'Rows' / (0028,0011) 'Columns' value of "
                        f"'{rows}'/'{cols}' is invalid, both must be positive")
-    bits_alloc = _num(values, "BitsAllocated", int)
+    bits_alloc = num(values, "BitsAllocated", int)
     if bits_alloc not in (1, 8, 16, 32, 64):
         raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
                        "invalid, it must be 1, 8, 16, 32 or 64")
@@ -675,24 +425,14 @@ def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool 
                        f"{32 if tag == 0x7FE00008 else 64}")
     native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF and offset is not None
     if native:
-        frames = _num(values, "NumberOfFrames", int) or 1
-        spp = _num(values, "SamplesPerPixel", int) or 1
+        frames = num(values, "NumberOfFrames", int) or 1
+        spp = num(values, "SamplesPerPixel", int) or 1
         _check_pixel_length(path, values, tag, (rows, cols, spp, frames, bits_alloc), length,
                             size - offset)
     elif ts in NATIVE_SYNTAXES:
         raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
                        f"syntax '{ts}' is uncompressed")
     return rows, cols, bits_alloc, native, _syntax_problem(ts, length)
-
-
-def native_pixel_bytes(rows: int, cols: int, spp: int, frames: int, bits: int) -> int:
-    """Bytes of native (uncompressed) pixel data: Rows x Columns x SamplesPerPixel x frames
-    samples of BitsAllocated bits, without the pad byte to an even length.
-
-    >>> native_pixel_bytes(512, 512, 1, 1, 16), native_pixel_bytes(3, 3, 1, 1, 1)
-    (524288, 2)
-    """
-    return (rows * cols * spp * frames * bits + 7) // 8
 
 
 def _check_pixel_length(path: str, values, tag: int, dims: tuple, length: int, left: int) -> None:
@@ -740,29 +480,30 @@ def _syntax_problem(ts: str, length: int) -> Optional[str]:
 
 def _damage_info(values, path: str) -> dict:
     """Which volume a damaged image belonged to, as far as its header says."""
-    def vec(kw, n):
+    def vector_or_none(kw, n):
         try:
-            return _vec(values, kw, n, path)
+            return vec(values, kw, n, path)
         except SkipFile:
             return None
-    return {"series_uid": _str(values, "SeriesInstanceUID") or None,
-            "ipp": vec("ImagePositionPatient", 3), "iop": vec("ImageOrientationPatient", 6)}
+    return {"series_uid": str_value(values, "SeriesInstanceUID") or None,
+            "ipp": vector_or_none("ImagePositionPatient", 3),
+            "iop": vector_or_none("ImageOrientationPatient", 6)}
 
 
 def _text(ds, kw, path):
-    return _str(ds, kw)
+    return str_value(ds, kw)
 
 
 def _int(ds, kw, path):
-    return _num(ds, kw, int)
+    return num(ds, kw, int)
 
 
 def _float(ds, kw, path):
-    return _num(ds, kw)
+    return num(ds, kw)
 
 
 def _vector(n: int):
-    return lambda ds, kw, path: _vec(ds, kw, n, path)
+    return lambda ds, kw, path: vec(ds, kw, n, path)
 
 
 #: The SliceHeader fields that each come from one keyword alone: keyword -> (field, value of
@@ -780,14 +521,14 @@ _FIELD_OF = {
     "SeriesDescription": ("series_description", _text),
     "InstanceNumber": ("instance_number", _int),
     "AcquisitionNumber": ("acquisition_number", _int),
-    "ImageType": ("image_type", lambda ds, kw, path: _image_type(ds.get(kw))),
+    "ImageType": ("image_type", lambda ds, kw, path: image_type_of(ds.get(kw))),
     "ImagePositionPatient": ("ipp", _vector(3)),
     "ImageOrientationPatient": ("iop", _vector(6)),
     "PixelSpacing": ("pixel_spacing", _vector(2)),
     "SliceThickness": ("slice_thickness", _float),
     "GantryDetectorTilt": ("gantry_tilt", _float),
     "PhotometricInterpretation": ("photometric", _text),
-    "PlanarConfiguration": ("planar_configuration", lambda ds, kw, path: _num(ds, kw, int) or 0),
+    "PlanarConfiguration": ("planar_configuration", lambda ds, kw, path: num(ds, kw, int) or 0),
     "RescaleType": ("rescale_type", _text),
     "EchoNumbers": ("echo_numbers", lambda ds, kw, path: None if ds.get(kw) is None
                     else str(ds.get(kw))),
@@ -814,25 +555,25 @@ def header_from_values(path: str, ds: dict, ts: str, where, size: int,
     """A :class:`SliceHeader` from keyword -> value (from GDCM or pydicom) and the pixel
     data location; raises :class:`SkipFile` for an unusable image."""
     rows, cols, bits_alloc, native, problem = _check_pixels(path, ds, ts, where, size, cut)
-    slope = _num(ds, "RescaleSlope")
-    intercept = _num(ds, "RescaleIntercept")
-    pr = _num(ds, "PixelRepresentation", int) or 0
+    slope = num(ds, "RescaleSlope")
+    intercept = num(ds, "RescaleIntercept")
+    pr = num(ds, "PixelRepresentation", int) or 0
     return SliceHeader(
         path=path,
         **{name: how(ds, kw, path) for kw, (name, how) in _FIELD_OF.items()},
-        rows=rows, columns=cols, number_of_frames=_num(ds, "NumberOfFrames", int) or 1,
-        samples_per_pixel=_num(ds, "SamplesPerPixel", int) or 1,
+        rows=rows, columns=cols, number_of_frames=num(ds, "NumberOfFrames", int) or 1,
+        samples_per_pixel=num(ds, "SamplesPerPixel", int) or 1,
         bits_allocated=bits_alloc,
-        bits_stored=_num(ds, "BitsStored", int) or bits_alloc,
+        bits_stored=num(ds, "BitsStored", int) or bits_alloc,
         pixel_representation=pr,
         rescale_slope=1.0 if slope is None else slope,
         rescale_intercept=0.0 if intercept is None else intercept,
         has_rescale=slope is not None or intercept is not None,
-        pixel_padding_value=_padding(ds.get("PixelPaddingValue"), pr, bits_alloc),
+        pixel_padding_value=padding_value(ds.get("PixelPaddingValue"), pr, bits_alloc),
         transfer_syntax=ts,
         pixel_offset=where[1] if native else None,
-        text=SeriesText(_str(ds, "ProtocolName"), _str(ds, "StudyDate"),
-                        _str(ds, "SeriesDate"), _str(ds, "BodyPartExamined")),
+        text=SeriesText(str_value(ds, "ProtocolName"), str_value(ds, "StudyDate"),
+                        str_value(ds, "SeriesDate"), str_value(ds, "BodyPartExamined")),
         pixel_tag=where[0],
         extra={"pixel_problem": problem} if problem else {},
     )

@@ -5,7 +5,8 @@ import random
 import pytest
 
 from dicomrecon.cli import app
-from dicomrecon.headers import SkipFile, read_headers
+from dicomrecon.header_model import SkipFile
+from dicomrecon.headers import read_headers
 from dicomrecon.synthetic import SeriesSpec, write_enhanced, write_series
 from typer.testing import CliRunner
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import dicomrecon
 from dicomrecon import decode as decode_mod
 from dicomrecon import headers as H
+from dicomrecon.header_model import SkipFile
 from dicomrecon.cli import app
 from dicomrecon.conversion import load_plan
 from dicomrecon.discovery import iter_files, scan
@@ -103,8 +104,8 @@ def test_gdcm_headers_equal_pydicom_headers(corpus):
     for p in files:
         try:
             theirs = H._headers_with_pydicom(p, os.path.getsize(p))
-        except H.SkipFile as exc:
-            assert isinstance(via_gdcm[p], H.SkipFile) and str(via_gdcm[p]) == str(exc), p
+        except SkipFile as exc:
+            assert isinstance(via_gdcm[p], SkipFile) and str(via_gdcm[p]) == str(exc), p
             continue
         assert via_gdcm[p] == theirs, p
         compared += 1
@@ -136,13 +137,13 @@ def test_headers_shared_between_files_equal_pydicom_headers(tmp_path):
     for p in files:
         try:
             theirs = H._headers_with_pydicom(p, os.path.getsize(p))
-        except H.SkipFile as exc:  # (the values read by GDCM are tuples, pydicom's lists)
-            assert isinstance(via_gdcm[p], H.SkipFile), p
+        except SkipFile as exc:  # (the values read by GDCM are tuples, pydicom's lists)
+            assert isinstance(via_gdcm[p], SkipFile), p
             ours = str(via_gdcm[p]).replace("value of '(", "value of '[")
             assert ours.replace(")' is invalid", "]' is invalid") == str(exc), p
             continue
         assert via_gdcm[p] == theirs, p
-    assert isinstance(via_gdcm[files[2]], H.SkipFile)
+    assert isinstance(via_gdcm[files[2]], SkipFile)
     assert via_gdcm[files[1]][0].patient_name == "Other^Name"
     assert via_gdcm[files[6]][0].echo_numbers == "2"
 

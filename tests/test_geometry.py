@@ -192,9 +192,9 @@ def test_report_is_json_ready():
 
 
 def test_header_tag_table_matches_the_dicom_dictionary():
-    """headers.TAG_TABLE is a literal (no pydicom import on the CLI path): check it."""
+    """header_model.TAG_TABLE is a literal (no pydicom import on the CLI path): check it."""
     import pydicom.datadict as dd
-    from dicomrecon.headers import TAG_TABLE
+    from dicomrecon.header_model import TAG_TABLE
     for kw, (tag, vr, name) in TAG_TABLE.items():
         assert dd.tag_for_keyword(kw) == tag, kw
         assert dd.dictionary_VR(tag) == vr, kw

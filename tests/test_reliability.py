@@ -152,7 +152,7 @@ def test_non_finite_or_degenerate_rescale_is_refused_naming_tag_and_value(tmp_pa
 
 def test_last_guard_refuses_any_non_finite_voxel():
     from dicomrecon.decode import DecodeError, check_finite
-    from dicomrecon.headers import SliceHeader
+    from dicomrecon.header_model import SliceHeader
     h = SliceHeader(**{f: None for f in SliceHeader.__dataclass_fields__ if f not in (
         "patient_id", "patient_name", "trigger_time", "diffusion_bvalue",
         "diffusion_direction", "frame", "extra")})

@@ -157,7 +157,7 @@ def pixel_location(path: str, size: int, value_length: Optional[int], little: bo
     a check of its element header; None when the bytes there are not that header.
 
     ``value_length`` is the native length padded to even
-    (:func:`dicomrecon.headers.native_pixel_bytes` plus the pad byte), or None for encapsulated
+    (:func:`dicomrecon.header_model.native_pixel_bytes` plus the pad byte), or None for encapsulated
     data, which must end with the (FFFE,E0DD) sequence delimiter (its offset is then unknown,
     and not needed: encapsulated frames are read by a decoder).
     """

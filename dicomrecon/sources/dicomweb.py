@@ -212,7 +212,7 @@ def _complete(ds) -> bool:
     counts as missing and is fetched again, instead of being kept as a damaged file."""
     if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
         return True  # encapsulated data cut short does not parse at all
-    from ..headers import native_pixel_bytes
+    from ..header_model import native_pixel_bytes
     need = native_pixel_bytes(int(ds.Rows), int(ds.Columns),
                               int(ds.get("SamplesPerPixel", 1) or 1),
                               int(ds.get("NumberOfFrames", 1) or 1),

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 #: Private tags read from each header (keyword -> (tag, VR, name)), beside the standard ones in
-#: headers.TAG_TABLE.  Element numbers are those of the vendors' usual private-creator blocks;
-#: each is used only when (0008,0070) Manufacturer names that vendor.
+#: header_model.TAG_TABLE.  Element numbers are those of the vendors' usual private-creator
+#: blocks; each is used only when (0008,0070) Manufacturer names that vendor.
 PRIVATE_TAGS = {
     "InPlanePhaseEncodingDirection": (0x00181312, "CS", "In-plane Phase Encoding Direction"),
     "RepetitionTime": (0x00180080, "DS", "Repetition Time"),

@@ -47,7 +47,7 @@ def expand_vframe(h, make) -> list:
     ``[h]`` with ``h.mosaic_problem`` saying why the layout could not be read."""
     import pydicom
 
-    from ..headers import MosaicTile
+    from ..header_model import MosaicTile
     try:
         ds = pydicom.dcmread(h.path, stop_before_pixels=True)
         items = list(ds[PER_SLICE_SEQ].value) if PER_SLICE_SEQ in ds else []
