@@ -1,15 +1,19 @@
 """Read the header tags dicomrecon needs from one file, without decoding pixels.
 
-:func:`read_headers` returns one :class:`SliceHeader` (plain Python values) per image of a
-file (one per frame of an enhanced multi-frame file, one per tile of a Siemens MOSAIC) or raises
-:class:`SkipFile` with a reason naming the file, the tag and the value.  It also records where
-the pixel bytes start, so that uncompressed pixel data can later be read straight into the
-output array.  GDCM's scanner reads the tags in :data:`TAG_TABLE` of every file
-(:mod:`dicomrecon.engine.gdcm_headers`); pydicom parses, once, the files that need nested data
-(enhanced functional groups, the Siemens CSA header) or that GDCM cannot read (so that the reason
-is named).  Vendor data gets its own small types (:class:`MosaicTile`).
-"""
+:func:`read_headers` (one file) and :func:`read_many` (many, each read once) return one
+:class:`~dicomrecon.header_model.SliceHeader` (plain Python values) per image of a file (one
+per frame of an enhanced multi-frame file, one per tile of a Siemens MOSAIC) or a
+:class:`~dicomrecon.header_model.SkipFile` with a reason naming the file, the tag and the value.
+GDCM's scanner reads the tags in :data:`SCAN_TABLE` of every file
+(:mod:`dicomrecon.engine.gdcm_headers`), and scanned files of one kind share a template header;
+pydicom parses, once, the files that need nested data (enhanced functional groups, the Siemens
+CSA header, expanded by :mod:`dicomrecon.frames`) or that GDCM cannot read (so that the reason
+is named).  :func:`header_from_values` turns either's keyword -> value mapping into the header.
 
+What a header is lives in :mod:`dicomrecon.header_model`; where the pixel data starts (so that
+uncompressed pixel data can later be read straight into the output array) and whether it is
+complete is checked in :mod:`dicomrecon.pixel_checks`.
+"""
 from __future__ import annotations
 
 import os
@@ -17,9 +21,11 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from .header_model import (DEFLATED, KEYWORD_OF, NATIVE_SYNTAXES, PIXEL_DATA_TAGS, TAG_TABLE,
-                           VR_OF, SeriesText, SkipFile, SliceHeader, image_type_of,
-                           native_pixel_bytes, num, padding_value, str_value, vec)
+from .header_model import (DEFLATED, KEYWORD_OF, PIXEL_DATA_TAGS, TAG_TABLE, VR_OF, SeriesText,
+                           SkipFile, SliceHeader, image_type_of, num, padding_value, str_value,
+                           vec)
+from .pixel_checks import (check_pixels, damage_info, deflated_pixels, locate_pixels,
+                           scanned_pixels)
 from .vendor.diffusion import PRIVATE_TAGS as _VENDOR_TAGS
 
 _VENDOR_KEYS = tuple(_VENDOR_TAGS) + ("ImageComments",)
@@ -70,28 +76,6 @@ def _convert(vr: str, raw, little: bool, utf8: bool):
             return text  # reported as invalid by the reader that uses it
         return parts[0] if len(parts) == 1 else (parts or None)
     return parts[0] if len(parts) == 1 else parts
-
-
-def _locate_pixels(fp, implicit: bool, little: bool):
-    """At the position pydicom stopped: return (tag, value offset, length) or None."""
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return None
-    e = "<" if little else ">"
-    group, elem = struct.unpack(e + "HH", head[:4])
-    tag = (group << 16) | elem
-    if implicit:
-        (length,) = struct.unpack(e + "L", head[4:8])
-        return tag, start + 8, length
-    vr = head[4:6]
-    if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
-        if len(head) < 12:
-            return tag, start + 12, -1
-        (length,) = struct.unpack(e + "L", head[8:12])
-        return tag, start + 12, length
-    (length,) = struct.unpack(e + "H", head[6:8])
-    return tag, start + 8, length
 
 
 #: Tags the GDCM scanner reads (sequences are read with pydicom, only where needed)
@@ -162,7 +146,7 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
         ts = (scanned.get("TransferSyntaxUID") or "").rstrip("\x00 ")
         kind = _shared_of(scanned, ts, {} if shared is None else shared)
         if not kind.needs_dataset:
-            where = _scanned_pixels(path, kind.values, ts, size)
+            where = scanned_pixels(path, kind.values, ts, size)
             if where is not None:
                 return [_label_scanned(_from_template(kind, path, scanned, ts, where, size),
                                        scanned, kind)]
@@ -172,7 +156,7 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
                                      (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
     except SkipFile as skip:  # what GDCM could read says which volume lost the image
         if values and skip.damaged is None and "unreadable" in str(skip):
-            skip.damaged = _damage_info(values, path)
+            skip.damaged = damage_info(values, path)
         raise
 
 
@@ -298,25 +282,6 @@ def _label_vendor(headers: list, values: dict) -> list:
     return headers
 
 
-def _scanned_pixels(path: str, values: dict, ts: str, size: int) -> Optional[tuple]:
-    """Pixel data location of a scanned file, from the element header at the end of the file;
-    None when it is not there (pixel data not last, truncated, absent): pydicom then reads."""
-    from .engine.gdcm_headers import pixel_location
-    if ts == DEFLATED:
-        return None
-    little, implicit = ts != "1.2.840.10008.1.2.2", ts == "1.2.840.10008.1.2"
-    if ts not in NATIVE_SYNTAXES:
-        return pixel_location(path, size, None, little, implicit)
-    try:
-        length = native_pixel_bytes(int(values["Rows"]), int(values["Columns"]),
-                                    int(values.get("SamplesPerPixel") or 1),
-                                    int(values.get("NumberOfFrames") or 1),
-                                    int(values["BitsAllocated"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return pixel_location(path, size, length + (length & 1), little, implicit)  # even length
-
-
 def _headers_with_pydicom(path: str, size: int, deflated: bool = False) -> list:
     """The whole header (stopping before the pixels) parsed once with pydicom: files the
     scanner could not read, and files with nested data, which are expanded from this one
@@ -383,111 +348,10 @@ def _pydicom_header(fp, path: str, deflated: bool = False):
     if implicit is None:  # pydicom could not tell (empty dataset)
         implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
     if ts == DEFLATED:  # pydicom read an inflated copy: look for the pixels in it
-        where = _deflated_pixels(ds if deflated else pydicom.dcmread(path))
+        where = deflated_pixels(ds if deflated else pydicom.dcmread(path))
     else:
-        where = _locate_pixels(fp, implicit, little)
+        where = locate_pixels(fp, implicit, little)
     return ds, values, ts, where
-
-
-def _deflated_pixels(ds) -> Optional[tuple]:
-    """(tag, None, length) of the pixel data of a deflated file (decoded later from the
-    inflated dataset, never read in place)."""
-    for tag in PIXEL_DATA_TAGS:
-        if tag in ds:
-            return tag, None, len(ds[tag].value)
-    return None
-
-
-def _check_pixels(path: str, values: dict, ts: str, where, size: int, cut: bool = False) -> tuple:
-    """(rows, columns, bits allocated, native, pixel problem) after checking the pixel data is
-    usable (``cut``: the header was read to the end of the file)."""
-    sop_class = str_value(values, "SOPClassUID")
-    if where is None or where[0] not in PIXEL_DATA_TAGS:
-        from pydicom.uid import UID
-        if cut:  # an image whose file ends in its header
-            raise SkipFile(f"{path}: truncated: the file ends inside the header, before "
-                           "(7FE0,0010) 'Pixel Data'", damaged=_damage_info(values, path))
-        kind = UID(sop_class).name if sop_class else "unknown SOP class"
-        raise SkipFile(f"{path}: no (7FE0,0010) 'Pixel Data' ({kind})")
-    tag, offset, length = where
-    rows, cols = num(values, "Rows", int), num(values, "Columns", int)
-    if not rows or not cols:
-        raise SkipFile(f"{path}: a (0028,0010) 'Rows' / (0028,0011) 'Columns' value of "
-                       f"'{rows}'/'{cols}' is invalid, both must be positive")
-    bits_alloc = num(values, "BitsAllocated", int)
-    if bits_alloc not in (1, 8, 16, 32, 64):
-        raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
-                       "invalid, it must be 1, 8, 16, 32 or 64")
-    if tag != 0x7FE00010 and bits_alloc != (32 if tag == 0x7FE00008 else 64):
-        raise SkipFile(f"{path}: a (0028,0100) 'Bits Allocated' value of '{bits_alloc}' is "
-                       f"invalid for ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
-                       f"'{PIXEL_DATA_TAGS[tag]}', it must be "
-                       f"{32 if tag == 0x7FE00008 else 64}")
-    native = ts in NATIVE_SYNTAXES and length != 0xFFFFFFFF and offset is not None
-    if native:
-        frames = num(values, "NumberOfFrames", int) or 1
-        spp = num(values, "SamplesPerPixel", int) or 1
-        _check_pixel_length(path, values, tag, (rows, cols, spp, frames, bits_alloc), length,
-                            size - offset)
-    elif ts in NATIVE_SYNTAXES:
-        raise SkipFile(f"{path}: (7FE0,0010) 'Pixel Data' is encapsulated but the transfer "
-                       f"syntax '{ts}' is uncompressed")
-    return rows, cols, bits_alloc, native, _syntax_problem(ts, length)
-
-
-def _check_pixel_length(path: str, values, tag: int, dims: tuple, length: int, left: int) -> None:
-    """Native pixel data must hold exactly Rows x Columns x SamplesPerPixel x frames samples
-    (plus one pad byte to an even length); anything else is damage, named as such."""
-    rows, cols, spp, frames, bits = dims
-    expected = native_pixel_bytes(rows, cols, spp, frames, bits)
-    have = max(0, min(length, left))
-    name = f"({tag >> 16:04X},{tag & 0xFFFF:04X}) '{PIXEL_DATA_TAGS[tag]}'"
-    what = (f"{rows}x{cols}x{spp} sample(s) x {frames} frame(s) of {bits}-bit samples, from "
-            "(0028,0010) 'Rows', (0028,0011) 'Columns', (0028,0002) 'Samples per Pixel', "
-            "(0028,0008) 'Number of Frames' and (0028,0100) 'Bits Allocated'")
-    if have < min(length, expected):
-        raise SkipFile(f"{path}: truncated {name}: {have} bytes present, "
-                       f"{expected} expected for {what}", damaged=_damage_info(values, path))
-    if length != expected and not (expected % 2 and length == expected + 1):
-        raise SkipFile(f"{path}: a {name} length of {length} bytes does not "
-                       f"match the header, it must be {expected} bytes for {what}",
-                       damaged=_damage_info(values, path))
-
-
-def _syntax_problem(ts: str, length: int) -> Optional[str]:
-    """Why pixel data in transfer syntax ``ts`` cannot be decoded, or None (decided from the
-    header, so the group is refused before any pixel is read)."""
-    if ts in NATIVE_SYNTAXES or ts == DEFLATED:  # deflated: inflated by pydicom, then native
-        return None
-    from .engine.codecs import SYNTAXES  # decoded without pydicom: not imported (~0.6 s CPU)
-    if ts in SYNTAXES and length == 0xFFFFFFFF:
-        return None
-    from pydicom.uid import UID
-    uid = UID(ts)
-    name = f"a (0002,0010) 'Transfer Syntax UID' value of '{ts}'" + (
-        f" ({uid.name})" if uid.name != ts else "")
-    if length != 0xFFFFFFFF:
-        return (f"{name} is a compressed syntax, but (7FE0,0010) 'Pixel Data' is not "
-                f"encapsulated (a defined length of {length} bytes): the header does not match "
-                "the data")
-    try:
-        from pydicom.pixels import get_decoder
-        get_decoder(uid)
-    except Exception:  # pydicom raises NotImplementedError (or ValueError) for unknown UIDs
-        return f"{name} is not a transfer syntax dicomrecon can decode"
-    return None
-
-
-def _damage_info(values, path: str) -> dict:
-    """Which volume a damaged image belonged to, as far as its header says."""
-    def vector_or_none(kw, n):
-        try:
-            return vec(values, kw, n, path)
-        except SkipFile:
-            return None
-    return {"series_uid": str_value(values, "SeriesInstanceUID") or None,
-            "ipp": vector_or_none("ImagePositionPatient", 3),
-            "iop": vector_or_none("ImageOrientationPatient", 6)}
 
 
 def _text(ds, kw, path):
@@ -554,7 +418,7 @@ def header_from_values(path: str, ds: dict, ts: str, where, size: int,
                        cut: bool = False) -> SliceHeader:
     """A :class:`SliceHeader` from keyword -> value (from GDCM or pydicom) and the pixel
     data location; raises :class:`SkipFile` for an unusable image."""
-    rows, cols, bits_alloc, native, problem = _check_pixels(path, ds, ts, where, size, cut)
+    rows, cols, bits_alloc, native, problem = check_pixels(path, ds, ts, where, size, cut)
     slope = num(ds, "RescaleSlope")
     intercept = num(ds, "RescaleIntercept")
     pr = num(ds, "PixelRepresentation", int) or 0
