@@ -491,3 +491,31 @@ def test_rle_fast_path_takes_exact_segments_only():
     into8 = np.zeros((3, 4), np.uint8)
     assert _rle_into(frame([lo]), into8, imagecodecs.packbits_decode)
     assert (into8 == (want & 0xFF)).all()
+
+
+@pytest.mark.parametrize("shape,dtype", [((64, 64), np.int16), ((63, 65), np.uint16),
+                                         ((17, 33), np.uint8)])
+def test_rle_fast_path_decodes_pydicom_encoded_frames(shape, dtype):
+    """Frames RLE-encoded by pydicom's own encoder (another encoder than GDCM's, with its own
+    segment padding) decode to exactly the original values."""
+    import imagecodecs
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import RLELossless
+    from dicomrecon.engine.codecs import _rle_into
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    arr = rng.integers(max(info.min, -1000), min(info.max, 4000), shape).astype(dtype)
+    arr[: shape[0] // 3] = arr[0, 0]  # long runs as well as literals
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = arr.itemsize * 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = int(info.min < 0)
+    ds.compress(RLELossless, arr, encoding_plugin="pydicom")
+    into = np.zeros(shape, dtype)
+    assert _rle_into(next(generate_frames(ds.PixelData, number_of_frames=1)), into,
+                     imagecodecs.packbits_decode)
+    assert (into == arr).all()
