@@ -49,9 +49,10 @@ def _sitk():
     return sitk
 
 
-def _array(image, rgb: bool) -> np.ndarray:
+def _array(image, rgb: bool, view: bool = False) -> np.ndarray:
+    """The values of an ITK image as numpy (a view of ITK's buffer when ``view``)."""
     sitk = _sitk()
-    arr = sitk.GetArrayFromImage(image)
+    arr = (sitk.GetArrayViewFromImage if view else sitk.GetArrayFromImage)(image)
     if rgb and arr.ndim >= 3 and arr.shape[-1] != 3:
         raise DecodeError(f"ITK returned {arr.shape} for a colour image")
     return arr
@@ -77,17 +78,12 @@ def _output_type(reader, rgb: bool, integer: bool) -> None:
         reader.SetOutputPixelType(sitk.sitkInt32 if integer else sitk.sitkFloat64)
 
 
-def read_series(paths: list, rgb: bool, integer: bool = False) -> np.ndarray:
-    """(n, rows, columns[, 3]) values of single-frame files, in the order given (int32 when
-    ``integer``, see :func:`integer_safe`, else float64)."""
-    view, image = read_series_view(paths, rgb, integer)
-    return view.copy()
-
-
 def read_series_view(paths: list, rgb: bool, integer: bool = False) -> tuple:
-    """:func:`read_series` as ``(view, image)``: the array is a view of ITK's buffer, valid
-    while ``image`` is referenced.  No copy of the chunk: measured, the copy and the page
-    faults of a fresh 32 MB buffer per chunk were a third of ``--engine itk``'s system time."""
+    """(n, rows, columns[, 3]) values of single-frame files, in the order given (int32 when
+    ``integer``, see :func:`integer_safe`, else float64), as ``(view, image)``: the array is a
+    view of ITK's buffer, valid while ``image`` is referenced.  No copy of the chunk: measured,
+    the copy and the page faults of a fresh 32 MB buffer per chunk were a third of
+    ``--engine itk``'s system time."""
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
@@ -98,10 +94,7 @@ def read_series_view(paths: list, rgb: bool, integer: bool = False) -> tuple:
     except RuntimeError as exc:
         raise DecodeError(f"{paths[0]}..{paths[-1]}: ImageSeriesReader cannot decode "
                           f"({_short(exc)})")
-    view = sitk.GetArrayViewFromImage(image)
-    if rgb and view.ndim >= 3 and view.shape[-1] != 3:
-        raise DecodeError(f"ITK returned {view.shape} for a colour image")
-    return view, image
+    return _array(image, rgb, view=True), image
 
 
 def read_file(path: str, rgb: bool, integer: bool = False) -> np.ndarray:
