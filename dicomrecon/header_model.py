@@ -11,6 +11,7 @@ The readers (:mod:`dicomrecon.headers`, :mod:`dicomrecon.frames`) and the pixel 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +26,25 @@ NATIVE_SYNTAXES = {
 
 PIXEL_DATA_TAGS = {0x7FE00010: "Pixel Data", 0x7FE00008: "Float Pixel Data",
                    0x7FE00009: "Double Float Pixel Data"}
+#: Explicit-VR VRs of pixel data (and UN) whose element header has a 4-byte length after two
+#: reserved bytes: 12 bytes in all (PS3.5 7.1.2)
+PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
+
+
+def element_header(head: bytes, little: bool, implicit: bool) -> tuple:
+    """``(tag, VR or None, value length, header length)`` of the data element header at the
+    start of ``head`` (at least 8 bytes); the value length is None when ``head`` ends before
+    the 4-byte length of a :data:`PIXEL_VRS` header.  Any other explicit VR is read as a
+    2-byte length."""
+    e = "<" if little else ">"
+    group, elem = struct.unpack_from(e + "HH", head)
+    tag = (group << 16) | elem
+    if implicit:
+        return tag, None, struct.unpack_from(e + "L", head, 4)[0], 8
+    vr = bytes(head[4:6])
+    if vr in PIXEL_VRS:
+        return tag, vr, struct.unpack_from(e + "L", head, 8)[0] if len(head) >= 12 else None, 12
+    return tag, vr, struct.unpack_from(e + "H", head, 6)[0], 8
 
 #: Deflated Explicit VR Little Endian: pydicom inflates it, then its pixel data is native
 DEFLATED = "1.2.840.10008.1.2.1.99"

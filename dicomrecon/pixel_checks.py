@@ -12,11 +12,10 @@ reads, the codec table and pydicom's UID names lazily, where needed); the reader
 
 from __future__ import annotations
 
-import struct
 from typing import Optional
 
 from .header_model import (DEFLATED, NATIVE_SYNTAXES, PIXEL_DATA_TAGS, SkipFile,
-                           native_pixel_bytes, num, str_value, vec)
+                           element_header, native_pixel_bytes, num, str_value, vec)
 
 
 def locate_pixels(fp, implicit: bool, little: bool):
@@ -25,20 +24,8 @@ def locate_pixels(fp, implicit: bool, little: bool):
     head = fp.read(12)
     if len(head) < 8:
         return None
-    e = "<" if little else ">"
-    group, elem = struct.unpack(e + "HH", head[:4])
-    tag = (group << 16) | elem
-    if implicit:
-        (length,) = struct.unpack(e + "L", head[4:8])
-        return tag, start + 8, length
-    vr = head[4:6]
-    if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
-        if len(head) < 12:
-            return tag, start + 12, -1
-        (length,) = struct.unpack(e + "L", head[8:12])
-        return tag, start + 12, length
-    (length,) = struct.unpack(e + "H", head[6:8])
-    return tag, start + 8, length
+    tag, _, length, head_len = element_header(head, little, implicit)
+    return tag, start + head_len, -1 if length is None else length
 
 
 def scanned_pixels(path: str, values: dict, ts: str, size: int) -> Optional[tuple]:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 from typing import Iterable, Optional
+
+from ..header_model import PIXEL_DATA_TAGS, PIXEL_VRS, element_header
 
 #: VRs whose values the scanner prints as text we parse as numbers
 _INT_VRS = {"IS", "US", "SS", "UL", "SL", "US or SS"}
@@ -147,8 +148,6 @@ def values_from_scan(scanned: dict, table: dict) -> dict:
 
 # --------------------------------------------------------------------------- pixel location
 _ENCAPSULATED_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD) sequence delimitation
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
-_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 
 
 def pixel_location(path: str, size: int, value_length: Optional[int], little: bool,
@@ -196,17 +195,11 @@ def _read_at(path: str, offset: int, n: int) -> Optional[bytes]:
 
 def _check_header(head: bytes, offset: int, value_length: int, little: bool,
                   implicit: bool) -> Optional[tuple]:
-    e = "<" if little else ">"
-    group, elem = struct.unpack(e + "HH", head[:4])
-    tag = (group << 16) | elem
-    if tag not in _PIXEL_TAGS:
+    tag, vr, length, _ = element_header(head, little, implicit)
+    if tag not in PIXEL_DATA_TAGS:
         return None
-    if implicit:
-        (length,) = struct.unpack(e + "L", head[4:8])
-    else:
-        if head[4:6] not in _LONG_VRS or head[6:8] != b"\x00\x00":
-            return None
-        (length,) = struct.unpack(e + "L", head[8:12])
+    if not implicit and (vr not in PIXEL_VRS or head[6:8] != b"\x00\x00"):
+        return None
     return (tag, offset, length) if length == value_length else None
 
 
