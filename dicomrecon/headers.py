@@ -142,8 +142,8 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
     if size is None:
         raise SkipFile(f"{path}: cannot be read ({'no such file' if not os.path.exists(path) else 'permission denied'})")
     values = None
+    ts = "" if scanned is None else (scanned.get("TransferSyntaxUID") or "").rstrip("\x00 ")
     if scanned is not None:
-        ts = (scanned.get("TransferSyntaxUID") or "").rstrip("\x00 ")
         kind = _shared_of(scanned, ts, {} if shared is None else shared)
         if not kind.needs_dataset:
             where = scanned_pixels(path, kind.values, ts, size)
@@ -152,8 +152,7 @@ def _headers_of(path: str, scanned: Optional[dict], size: Optional[int],
                                        scanned, kind)]
         values = kind.values if kind.texts is scanned else _values_of(scanned)
     try:
-        return _headers_with_pydicom(path, size, deflated=scanned is not None and
-                                     (scanned.get("TransferSyntaxUID") or "").startswith(DEFLATED))
+        return _headers_with_pydicom(path, size, deflated=ts.startswith(DEFLATED))
     except SkipFile as skip:  # what GDCM could read says which volume lost the image
         if values and skip.damaged is None and "unreadable" in str(skip):
             skip.damaged = damage_info(values, path)
