@@ -168,7 +168,7 @@ def _resample(vp: VolumePlan, array, policy: Policy, progress):
         "tilt_deg_from_positions": tilt.tilt_deg if tilt.is_tilted else 0.0,
         "tilt_deg_from_tag": tilt.tilt_tag_deg,
         "spacing_before_mm": {"min": float(steps.min()) if steps.size else None,
-                              "median": float(np.median(steps)) if steps.size else None,
+                              "median": geo.median(steps) if steps.size else None,
                               "max": float(steps.max()) if steps.size else None},
         "spacing_after_mm": dz,
         "grid": grid.to_dict(),

@@ -27,7 +27,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from .geometry import Orientation, lps_affine, plane_lattice_origin
+from .geometry import Orientation, lps_affine, median, plane_lattice_origin
 
 EPS = 1e-6
 
@@ -61,7 +61,7 @@ def slice_spacing(positions: np.ndarray, rule: Union[str, float]) -> float:
     if steps.size == 0:
         raise ValueError("a stack with one position has no slice spacing")
     if rule == "median":
-        return float(np.median(steps))
+        return median(steps)
     if rule == "min":
         return float(steps.min())
     raise ValueError(f"unknown spacing rule {rule!r}: use 'median', 'min' or a number of mm")
