@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import multiprocessing as mp
 import os
 import threading
 import time
@@ -31,7 +30,7 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterable, Optional
 
 from ..errors import DicomReconError, ExitCode
-from .layout import DEFAULT_RETRIES, FORKSERVER_PRELOAD
+from .layout import DEFAULT_RETRIES, fork_server_context
 from .task import SeriesTask, TaskResult, attempts, failed, run_series, run_series_bounded
 
 
@@ -104,7 +103,6 @@ class _Worker:
         self.conn.close()
 
 
-PRELOAD = FORKSERVER_PRELOAD
 #: What reading header chunks imports (measured: 0.5 s a worker, +27 MB resident): imported
 #: by the workers that read headers as they start, while the driver still lists the files, and
 #: not by the fork server, so that the workers that convert (forked after discovery) do not
@@ -124,8 +122,7 @@ class LocalEngine:
         self._warming: Optional[threading.Thread] = None
         # Workers come from a fork server that has imported the conversion code once: fast
         # to start, and never a fork of the driver (which may run threads).
-        self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(PRELOAD)
+        self.ctx = fork_server_context()
         self.pool: list = []
         self.description = f"local pool of {self.n} worker process(es)"
 

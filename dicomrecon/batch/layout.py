@@ -32,14 +32,24 @@ DEFAULT_RETRIES = 2
 FORKSERVER_PRELOAD = ["dicomrecon.batch.task", "dicomrecon.conversion", "dicomrecon.engine.read"]
 
 
+def fork_server_context():
+    """The multiprocessing context of the local pool: a fork server that imports
+    :data:`FORKSERVER_PRELOAD` once."""
+    import multiprocessing as mp
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+    return ctx
+
+
 def start_fork_server() -> None:
     """Start the local pool's fork server now, in the background: it imports the conversion
     code (numpy and all, ~0.3 s) while this process imports its own (the same), rather than
     after, when the pool needs its first worker."""
-    import multiprocessing as mp
     from multiprocessing import forkserver
-    mp.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    fork_server_context()
     forkserver.ensure_running()
+
+
 _STUDY_TOKENS = tuple(STUDY_TOKENS)
 
 
