@@ -54,7 +54,7 @@ class BatchResult:
     n_files: int
     engine: str = ""
     outdir: str = ""
-    phases: list = field(default_factory=list)  # timing.Phase dicts: where the wall time went
+    phases: list = field(default_factory=list)  # timing.Phase: where the wall time went
 
     @property
     def exit_code(self) -> ExitCode:
@@ -182,8 +182,7 @@ def run_batch(opts: BatchOptions, echo: Callable = print) -> BatchResult:
         write_summary(outdir, ordered, index.skipped)
     phases.add("total (driver)", phases.t0, time.perf_counter() - phases.t0, time.process_time())
     phases.save(os.environ.get(TIMINGS_ENV))
-    return BatchResult(ordered, index.skipped, index.n_files, engine_name, outdir,
-                       phases.to_list())
+    return BatchResult(ordered, index.skipped, index.n_files, engine_name, outdir, phases.rows)
 
 
 def _convert(planned: list, engine, manifest: Manifest, bar, phases: Phases) -> dict:

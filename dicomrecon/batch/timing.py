@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
@@ -41,11 +41,8 @@ class Phases:
         """Record a phase that started at ``started`` (time.perf_counter()) and took ``wall``."""
         self.rows.append(Phase(name, round(started - self.t0, 4), round(wall, 4), round(cpu, 4)))
 
-    def to_list(self) -> list:
-        return [p.__dict__.copy() for p in self.rows]
-
     def save(self, path: Optional[str]) -> None:
         """Write the phases to ``path`` as JSON (nothing when ``path`` is empty)."""
         if path:
             with open(path, "w", encoding="utf-8") as fp:
-                json.dump(self.to_list(), fp, indent=1)
+                json.dump([asdict(p) for p in self.rows], fp, indent=1)
