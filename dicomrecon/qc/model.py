@@ -279,11 +279,7 @@ def positions_from_plan(vp) -> Optional[StackPositions]:
     if vp.kind == "resample":
         whole = vp.group.geometry
         tilt = whole.tilt_deg if whole.is_tilted else 0.0
-    o = geom.orientation
-    return StackPositions(label=vp.label, ipps=np.asarray(geom.ipp_sorted, float),
-                          positions=np.asarray(geom.positions, float), row=o.row, col=o.col,
-                          normal=o.normal, nominal=_float(geom.spacing.nominal),
-                          tilt_deg=_float(tilt))
+    return _stack_positions(vp.label, geom, tilt)
 
 
 def same_positions(a: StackPositions, b: StackPositions) -> bool:
@@ -301,9 +297,12 @@ def same_positions(a: StackPositions, b: StackPositions) -> bool:
 
 def positions_from_geometry(label: str, geom: StackGeometry, siblings=()) -> StackPositions:
     """The same :class:`StackPositions` from a scan's geometry (no sidecar)."""
+    return _stack_positions(label, geom, geom.tilt_deg if geom.is_tilted else 0.0, siblings)
+
+
+def _stack_positions(label: str, geom: StackGeometry, tilt, siblings=()) -> StackPositions:
     o = geom.orientation
     return StackPositions(label=label, ipps=np.asarray(geom.ipp_sorted, float),
                           positions=np.asarray(geom.positions, float), row=o.row, col=o.col,
-                          normal=o.normal, nominal=float(geom.spacing.nominal),
-                          tilt_deg=float(geom.tilt_deg) if geom.is_tilted else 0.0,
-                          siblings=list(siblings))
+                          normal=o.normal, nominal=_float(geom.spacing.nominal),
+                          tilt_deg=_float(tilt), siblings=list(siblings))
