@@ -426,21 +426,27 @@ def test_codec_fast_path_equals_itk_and_pydicom(name, syntax, enhanced, tmp_path
     assert np.array_equal(auto.affine, itk.affine)
 
 
+def _fast_decodes(path: str, h) -> bool:
+    """Whether the codec fast path decodes single-frame ``path`` (read_stack's call)."""
+    from dicomrecon.engine import codecs
+    from dicomrecon.engine.native_decode import frame_dtype
+    return codecs.decode_into(path, [(0, h)], np.empty((1, h.rows, h.columns), frame_dtype(h)))
+
+
 def test_codec_fast_path_declines_what_it_cannot_walk(tmp_path):
     """Bytes that are not the data set the walker expects: None (decoded the general way),
     never an exception or a guessed offset."""
-    from dicomrecon.engine import codecs
     (src,) = write_series(SeriesSpec(n_slices=1), tmp_path / "a")
     _gdcm_encode(str(src), str(tmp_path / "rle.dcm"), "RLELossless")
     (h,) = H.read_headers(str(tmp_path / "rle.dcm"))
-    assert codecs.decode_file(str(tmp_path / "rle.dcm"), h) is not None
+    assert _fast_decodes(str(tmp_path / "rle.dcm"), h)
     raw = bytearray((tmp_path / "rle.dcm").read_bytes())
     for cut in (200, len(raw) // 2, len(raw) - 4):
         (tmp_path / "cut.dcm").write_bytes(bytes(raw[:cut]))
-        assert codecs.decode_file(str(tmp_path / "cut.dcm"), h) is None
+        assert not _fast_decodes(str(tmp_path / "cut.dcm"), h)
     raw[128:132] = b"XXXX"
     (tmp_path / "noprefix.dcm").write_bytes(bytes(raw))
-    assert codecs.decode_file(str(tmp_path / "noprefix.dcm"), h) is None
+    assert not _fast_decodes(str(tmp_path / "noprefix.dcm"), h)
 
 
 @pytest.mark.parametrize("syntax", CODEC_SYNTAXES)
@@ -450,7 +456,6 @@ def test_codec_fast_path_refuses_a_cut_stream(syntax, cut, tmp_path):
     never decoded into wrong voxels by the fast path: it declines, and the general path
     decodes or refuses the file (libjpeg-turbo and imagecodecs' RLE would fill the gap)."""
     from pydicom.encaps import encapsulate, generate_fragmented_frames
-    from dicomrecon.engine import codecs
     (src,) = write_series(SeriesSpec(n_slices=1, rows=64, columns=64), tmp_path / "a")
     _gdcm_encode(str(src), str(tmp_path / "x.dcm"), syntax)
     ds = pydicom.dcmread(tmp_path / "x.dcm")
@@ -460,7 +465,7 @@ def test_codec_fast_path_refuses_a_cut_stream(syntax, cut, tmp_path):
     ds["PixelData"].is_undefined_length = True
     ds.save_as(tmp_path / "x.dcm")
     (h,) = H.read_headers(str(tmp_path / "x.dcm"))
-    assert codecs.decode_file(str(tmp_path / "x.dcm"), h) is None
+    assert not _fast_decodes(str(tmp_path / "x.dcm"), h)
 
 
 def test_rle_fast_path_takes_exact_segments_only():

@@ -68,17 +68,6 @@ def handles(h) -> bool:
             and h.bits_allocated in (8, 16) and not h.is_float)
 
 
-def decode_file(path: str, h) -> Optional[np.ndarray]:
-    """(frames, rows, columns) stored values of every frame of ``path``, or None when this
-    path does not apply (the caller then decodes the general way)."""
-    frames = _file_frames(path, h)
-    if frames is None:
-        return None
-    out = np.empty((len(frames), h.rows, h.columns), dtype=frame_dtype(h))
-    ok = _guarded(lambda: all(_decode_into(parts, h, out[i]) for i, parts in enumerate(frames)))
-    return out if ok else None
-
-
 def decode_into(path: str, ks: list, out: np.ndarray) -> bool:
     """Decode the frames ``ks`` ([(output index, header), ...], one file) of ``path`` straight
     into ``out[index]`` (no intermediate array); False when this path does not apply (the
