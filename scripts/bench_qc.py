@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import subprocess  # noqa: E402
 
-from benchmark import body_phantom, warm_cache  # noqa: E402
+from benchmark import body_phantom, cached_bytecode, warm_cache  # noqa: E402
 
 TARGET = 0.20
 
@@ -60,13 +60,6 @@ def write_ct(folder: str, n_slices: int, tilt_deg: float, seed: int) -> None:
                       phantom=body_phantom(seed), seed=seed,
                       series_description=f"qc bench tilt {tilt_deg:g}")
     write_series(spec, folder)
-
-
-def child_env(work: str) -> dict:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
-    return env
 
 
 def run_timed(argv: list, log_path: str, env: dict) -> tuple:
@@ -94,7 +87,7 @@ def time_case(src: str, work: str, repeat: int) -> dict:
     cpus = {k: [] for k in runs}
     existing = os.path.join(work, "existing")
     log = os.path.join(work, "log")
-    env = child_env(work)
+    env = cached_bytecode(dict(os.environ), work)
     run_timed(runs["convert"](existing), log, env)
     for _ in range(repeat + 1):  # the first round warms up and is not counted
         for key, argv in runs.items():
