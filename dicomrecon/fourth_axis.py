@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .discovery import sort_key
+from .grouping import sort_key
 from .plan import stack_affine
 
 #: Split keys that --4d turns into the 4th axis, in the order volumes are sorted along it.

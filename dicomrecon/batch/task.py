@@ -36,7 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..discovery import ScanResult, Series, sha256_file
+from ..copies import sha256_file
+from ..discovery import ScanResult, Series
 from ..plan import Policy
 
 _ONE_AT_A_TIME = threading.Lock()
