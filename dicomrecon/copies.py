@@ -10,12 +10,12 @@ import numpy as np
 
 from . import geometry as geo
 from .geometry import ERROR, Finding
-from .grouping import _same_iop
+from .grouping import same_iop
 from .header_model import SliceHeader
 from .scan_model import Damage, Group
 
 
-#: Header values that tell images apart (the split and repeat keys discovery uses, plus
+#: Header values that tell images apart (the split and repeat keys of dicomrecon.grouping, plus
 #: identity): two images are one image's copies only when all of these and the pixels agree.
 IDENTITY_FIELDS = (
     "sop_instance_uid", "frame", "series_instance_uid", "series_number", "instance_number",
@@ -95,7 +95,7 @@ def sha256_file(path: str) -> str:
 _file_digest = functools.lru_cache(maxsize=64)(sha256_file)
 
 
-def _refuse_conflicts(g: Group, conflicts: dict) -> bool:
+def refuse_conflicts(g: Group, conflicts: dict) -> bool:
     bad = [(h, conflicts[id(h)]) for h in g.slices if id(h) in conflicts]
     if not bad:
         return False
@@ -128,7 +128,7 @@ def _near(d: Damage, g: Group, tol: geo.Tolerances) -> bool:
     geom = g.geometry
     if d.ipp is None or geom is None or geom.orientation is None or not len(geom.positions):
         return True
-    if d.iop is not None and not _same_iop(d.iop, g.first.iop, tol):
+    if d.iop is not None and not same_iop(d.iop, g.first.iop, tol):
         return False
     p = float(np.asarray(d.ipp, float) @ geom.orientation.normal)
     step = geom.spacing.nominal if np.isfinite(geom.spacing.nominal) else 0.0

@@ -16,9 +16,9 @@ import os
 from typing import Callable, Iterable, Optional
 
 from . import geometry as geo
-from .copies import _refuse_conflicts, attach_damage, resolve_copies
+from .copies import attach_damage, refuse_conflicts, resolve_copies
 from .errors import InputError
-from .grouping import _mark_partial, _split_repeats, _split_series, analyse_group
+from .grouping import analyse_group, mark_partial, split_repeats, split_series
 from .header_model import SliceHeader, SkipFile
 from .headers import read_many
 from .scan_model import Damage, Group, ScanResult, Series
@@ -118,12 +118,12 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
     series = []
     for uid, hs in by_uid.items():
         groups = []
-        for fam, g in enumerate(_split_series(uid, hs, tol)):
-            subs = _split_repeats(g, skipped, tol)
+        for fam, g in enumerate(split_series(uid, hs, tol)):
+            subs = split_repeats(g, skipped, tol)
             for sub in subs:
                 sub.family = fam
             if len(subs) > 1:
-                _mark_partial(subs)
+                mark_partial(subs)
             groups += subs
         counters: dict = {}
         for g in groups:  # numbered within each SeriesNumber, so labels read "7.1", "7.2", "8.1"
@@ -131,7 +131,7 @@ def group_headers(headers: Iterable[SliceHeader], skipped: list,
             g.pixels = {h.instance_key: pixels[h.instance_key] for h in g.slices
                         if h.instance_key in pixels}
             g.tolerances = tol
-            if not _refuse_conflicts(g, conflicts):
+            if not refuse_conflicts(g, conflicts):
                 analyse_group(g, tol)
         series.append(Series(uid, groups))
     series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))

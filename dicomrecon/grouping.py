@@ -18,7 +18,7 @@ from .header_model import SliceHeader
 from .scan_model import Group
 
 
-def _same_iop(a, b, tol: geo.Tolerances) -> bool:
+def same_iop(a, b, tol: geo.Tolerances) -> bool:
     """Same orientation; invalid (non-finite) ones are the same when their values are, so a
     NaN does not make every slice a group of its own."""
     if a is None or b is None:
@@ -46,7 +46,7 @@ def _image_kind(image_type: tuple) -> str:
 
 
 def _split_keys(h: SliceHeader) -> dict:
-    """The header values that split a series into groups (see :func:`_split_series`)."""
+    """The header values that split a series into groups (see :func:`split_series`)."""
     return {
         "matrix": f"{h.columns}x{h.rows}",
         "pixel_spacing": None if h.pixel_spacing is None else
@@ -59,7 +59,7 @@ def _split_keys(h: SliceHeader) -> dict:
     }
 
 
-def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
+def split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
     """Split one series into groups: matrix, pixel spacing, pixel format, orientation."""
     clusters: list = []  # [(keys, iop, [headers])]
     known: dict = {}  # the keys of each distinct combination of their header fields
@@ -72,7 +72,7 @@ def _split_series(uid: str, hs: list, tol: geo.Tolerances) -> list:
         if keys is None:
             keys = known[fields] = _split_keys(h)
         for ckeys, ciop, members in clusters:  # (an IOP equal to the cluster's is the same)
-            if ckeys == keys and (ciop == h.iop or _same_iop(ciop, h.iop, tol)):
+            if ckeys == keys and (ciop == h.iop or same_iop(ciop, h.iop, tol)):
                 members.append(h)
                 break
         else:
@@ -107,7 +107,7 @@ def _normal_positions(hs: list):
     return geo.normal_positions([h.ipp for h in hs], hs[0].iop)
 
 
-def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
+def split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
     """Split images that share a position into separate groups, never averaging them.
 
     First by a header key that tells them apart (echo, time point, acquisition, image type);
@@ -130,7 +130,7 @@ def _split_repeats(g: Group, skipped: list, tol: geo.Tolerances) -> list:
                 shown = "\\".join(map(str, v)) if isinstance(v, tuple) else v
                 sub = Group(g.series_uid, 0, members, {**g.split_keys, kw: shown},
                             repeat_key=kw)
-                out += _split_repeats(sub, skipped, tol)
+                out += split_repeats(sub, skipped, tol)
             return out
     # Images at one position that no key tells apart (copies of one image were dropped by
     # resolve_copies; a different SOPInstanceUID is a different image): split by rank.
@@ -155,7 +155,7 @@ def sort_key(v):
         return (1, 0.0, str(v))
 
 
-def _mark_partial(subs: list) -> None:
+def mark_partial(subs: list) -> None:
     """Repeats of one stack with fewer positions than the others: an interrupted acquisition."""
     full = max(len(g.slices) for g in subs)
     for g in subs:
