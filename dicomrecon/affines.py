@@ -29,7 +29,6 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # --------------------------------------------------------------------------------------------
 # Affines
 # --------------------------------------------------------------------------------------------
-
 def lps_to_ras(affine: np.ndarray) -> np.ndarray:
     """Flip an LPS affine to RAS (or back: the flip is its own inverse)."""
     return LPS_TO_RAS @ np.asarray(affine, dtype=float)
