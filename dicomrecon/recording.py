@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from . import __version__
-from .geometry import decompose_affine, lps_to_ras
+from .affines import decompose_affine, lps_to_ras
 from .provenance import (DiffusionRecord, FourthAxis, GeometryRecord, OutputSlice, Provenance,
                          ResampleRecord, SourceRecord, SourceSlice, ValuesRecord, VolumeEntry,
                          VolumeRecord, frozen, load)

@@ -24,8 +24,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .geometry import (DEFAULT_TOLERANCES, apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
-                       reorientation, same_grid, subgrid_affine, world_to_index)
+from .affines import (apply_affine, axis_codes, decompose_affine, is_orthogonal, lps_to_ras,
+                      reorientation, same_grid, subgrid_affine, world_to_index)
+from .geometry import DEFAULT_TOLERANCES
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 

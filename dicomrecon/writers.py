@@ -25,8 +25,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .affines import LPS_TO_RAS, decompose_affine, is_orthogonal
 from .errors import OutputError
-from .geometry import LPS_TO_RAS, decompose_affine, is_orthogonal
 
 FORMATS = ("nii.gz", "nii", "nrrd", "mha")
 

@@ -15,8 +15,8 @@ import subprocess
 
 import numpy as np
 
+from dicomrecon.affines import LPS_TO_RAS
 from dicomrecon.bids.fsl import world_directions
-from dicomrecon.geometry import LPS_TO_RAS
 
 
 def run_dcm2niix(folder: str, out: str) -> None:

@@ -5,11 +5,12 @@ import doctest
 import numpy as np
 import pytest
 
-from dicomrecon import geometry as geo
+from dicomrecon import affines, geometry as geo
 
 
 def test_doctests_of_the_geometry_module():
     assert doctest.testmod(geo, raise_on_error=False).failed == 0
+    assert doctest.testmod(affines, raise_on_error=False).failed == 0  # moved out of geometry
 
 
 def test_normal_positions_follow_cross_row_column():
@@ -40,7 +41,7 @@ def test_grid_affines_with_literals():
     aff = geo.sheared_affine(o, (0.5, 0.25), ipps)
     np.testing.assert_allclose(aff, [[0.25, 0, 0, -5], [0, 0.5, 2, -5], [0, 0, 2, 10], [0, 0, 0, 1]])
     for k, ipp in enumerate(ipps):  # every slice origin is exactly index (0, 0, k)
-        np.testing.assert_allclose(geo.apply_affine(aff, [0, 0, k]), ipp)
+        np.testing.assert_allclose(affines.apply_affine(aff, [0, 0, k]), ipp)
     np.testing.assert_allclose(geo.plane_lattice_origin(o, (0.5, 0.25), [1, 2, 3], -4, 2),
                                [0.0, 3.0, 3.0])
 

@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 import dicomrecon
+from dicomrecon.affines import LPS_TO_RAS, apply_affine
 from dicomrecon.conversion import convert
-from dicomrecon.geometry import LPS_TO_RAS, apply_affine
 from dicomrecon.plan import Policy
 from dicomrecon.synthetic import SeriesSpec, expected_values, write_enhanced, write_series
 

@@ -1,5 +1,5 @@
 """QC report (issue 13): pages for real corpus conversions, plot data against the source
-headers read with pydicom, orientation letters against geometry.patient_orientation, and the
+headers read with pydicom, orientation letters against affines.patient_orientation, and the
 pages opened in a real headless Chromium."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pydicom
 import pytest
 
 import dicomrecon
+from dicomrecon.affines import patient_orientation
 from dicomrecon.cli import app
-from dicomrecon.geometry import check_orientation, lps_affine, patient_orientation
+from dicomrecon.geometry import check_orientation, lps_affine
 from dicomrecon.plan import Policy
 from dicomrecon.qc.model import StackPositions
 from dicomrecon.qc.page import render_conversion

@@ -14,7 +14,7 @@ import pytest
 
 import dicomrecon
 from dicomrecon import geometry as geo
-from dicomrecon.geometry import apply_affine
+from dicomrecon.affines import LPS_TO_RAS, apply_affine
 from dicomrecon.plan import Policy
 from dicomrecon.resample import resample, slice_spacing, target_grid
 from dicomrecon.synthetic import SeriesSpec, write_series
@@ -129,7 +129,7 @@ def test_preserve_writes_the_exact_sheared_grid(tmp_path):
     assert len(r.outputs) == 1
     img = nib.load(r.outputs[0].path)
     assert img.header["qform_code"] == 0 and img.header["sform_code"] == 1
-    lps = geo.LPS_TO_RAS @ img.header.get_sform()
+    lps = LPS_TO_RAS @ img.header.get_sform()
     data = np.asarray(img.dataobj).transpose(2, 1, 0)  # back to (z, y, x)
     for z, ipp in enumerate(spec.ipps()):  # every voxel sits on its source pixel
         world = apply_affine(lps, np.array([[0, 0, z], [spec.columns - 1, spec.rows - 1, z]], float))

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, RLELossless
 
 import dicomrecon
+from dicomrecon.affines import apply_affine
 from dicomrecon.errors import AmbiguousInputError, RefusedError
-from dicomrecon.geometry import apply_affine
 from dicomrecon.synthetic import SeriesSpec, expected_values, write_series
 
 C, S = np.cos(np.radians(20)), np.sin(np.radians(20))

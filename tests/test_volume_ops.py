@@ -5,7 +5,7 @@ SimpleITK (resampling), plus the invariant that every kept voxel stays at its wo
 import numpy as np
 import pytest
 
-from dicomrecon.geometry import axis_codes, normalise_codes
+from dicomrecon.affines import axis_codes, normalise_codes
 from dicomrecon.volume import Volume
 
 hd = pytest.importorskip("highdicom")

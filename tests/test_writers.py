@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dicomrecon.affines import LPS_TO_RAS
 from dicomrecon.errors import OutputError
-from dicomrecon.geometry import LPS_TO_RAS
 from dicomrecon.writers import FORMATS, quaternion_from_rotation, write_json, write_volume
 
 

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ..geometry import LPS_TO_RAS
+from ..affines import LPS_TO_RAS
 
 
 def _axes(affine_lps) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from .. import __version__
-from ..geometry import SliceGeometry, patient_orientation
+from ..affines import SliceGeometry, patient_orientation
 from .common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, SC_IMAGE_STORAGE, new_uid
 from .reference import MR_COPY_KEYWORDS, MR_TYPE2, Identity, Reference
 from .values import ValueEncoding, ds_str

@@ -7,9 +7,9 @@ import uuid
 
 import numpy as np
 
-from .. import geometry as geo
+from .. import affines
+from ..affines import SliceGeometry
 from ..errors import DicomReconError, ExitCode, RefusedError
-from ..geometry import SliceGeometry
 
 #: Root of every UID dicomrecon makes: "2.25." + the integer of a random (version 4) UUID.
 UID_ROOT = "2.25."
@@ -33,16 +33,16 @@ def new_uid() -> str:
 
 
 def slice_geometry(affine: np.ndarray, nz: int) -> SliceGeometry:
-    """:func:`dicomrecon.geometry.slice_geometry`, refusing (exit 5) a sheared grid."""
+    """:func:`dicomrecon.affines.slice_geometry`, refusing (exit 5) a sheared grid."""
     try:
-        return geo.slice_geometry(affine, nz)
-    except geo.GeometryError as exc:
+        return affines.slice_geometry(affine, nz)
+    except affines.GeometryError as exc:
         raise RefusedError(str(exc)) from None
 
 
 def check_orthogonal(direction: np.ndarray) -> None:
-    """:func:`dicomrecon.geometry.check_orthogonal`, refusing (exit 5) a sheared grid."""
+    """:func:`dicomrecon.affines.check_orthogonal`, refusing (exit 5) a sheared grid."""
     try:
-        geo.check_orthogonal(direction)
-    except geo.GeometryError as exc:
+        affines.check_orthogonal(direction)
+    except affines.GeometryError as exc:
         raise RefusedError(str(exc)) from None

@@ -10,8 +10,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..affines import SliceGeometry
 from ..errors import InputError, RefusedError
-from ..geometry import DEFAULT_TOLERANCES, SliceGeometry
+from ..geometry import DEFAULT_TOLERANCES
 from ..geometry import match_planes as match_plane_indices
 from ..provenance import read_provenance
 from ..volume import Volume
@@ -19,7 +20,7 @@ from .common import new_uid
 
 
 #: Affines of a volume and its sidecar agree within this many mm (NIfTI stores the sform in
-#: float32).  The shear tolerance is geometry.ORTHO_TOL.
+#: float32).  The shear tolerance is affines.ORTHO_TOL.
 SAME_GRID_MM = DEFAULT_TOLERANCES.same_grid_mm
 
 PATIENT_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",

@@ -14,8 +14,8 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import __version__
+from ..affines import SliceGeometry
 from ..errors import InputError, OutputError, RefusedError
-from ..geometry import SliceGeometry
 from ..volume import Volume
 from ..writers import (OLD_SUFFIX, TEMP_SUFFIX, is_inside, make_writable_folder,
                        remove_stale_temporaries, temp_prefix)

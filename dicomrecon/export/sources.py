@@ -20,8 +20,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from ..affines import decompose_affine
 from ..errors import InputError, RefusedError
-from ..geometry import decompose_affine
 from ..volume import Volume, _affine
 from .common import check_orthogonal
 from .reference import Reference, is_sidecar, reference_from_sidecar, reference_from_volume

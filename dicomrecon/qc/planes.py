@@ -6,7 +6,7 @@ is drawn in world geometry: each slice's row is shifted by its origin's in-plane
 picture is a parallelogram of true millimetres, never the index grid shown as a rectangle.
 It is displayed in a conventional way - the patient's right on the left of an axial image, the
 head at the top of a sagittal or coronal one - by flipping its axes; the letter on each edge is
-then what :func:`dicomrecon.geometry.patient_orientation` says for the direction that edge
+then what :func:`dicomrecon.affines.patient_orientation` says for the direction that edge
 points to, so a flip can never make a letter wrong.
 
 Arrays as everywhere in dicomrecon: a volume is ``(nz, ny, nx)`` (``(nz, ny, nx, 3)`` for RGB),
@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..geometry import patient_orientation
+from ..affines import patient_orientation
 
 #: largest side of a plane picture, and of a thumbnail (pixels)
 PLANE_PX = 320
