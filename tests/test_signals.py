@@ -124,14 +124,17 @@ def _signal_at(proc, watch, rng: random.Random, sig: int, mode: str) -> str:
                 f"{proc.stderr.read().decode()[-500:]}")
 
 
-def _check_clean_exit(proc, name: str, where: str) -> str:
+def _check_clean_exit(proc, name: str, where: str, finished=lambda: False) -> str:
+    """``finished()``: whether the command's whole output is in place (checked after exit)."""
     out, err = proc.communicate(timeout=60)
     err = err.decode()
     ctx = f"{name} at {where}: exit {proc.returncode}\nstderr: {err[-1500:]}"
     assert "Traceback" not in err, ctx
-    if proc.returncode == -getattr(signal, name) and where.startswith("time"):
-        # during interpreter start-up, before main() installs the handlers: the default
-        # action ends the process (a shell reports the same 128 + n) and nothing was written
+    if proc.returncode == -getattr(signal, name) and (where.startswith("time") or finished()):
+        # before main() installs the handlers (interpreter start-up), or after the command
+        # returned (Python's shutdown restores the default handlers): the default action ends
+        # the process (a shell reports the same 128 + n), and either nothing was written or
+        # everything was (the caller checks which)
         assert err == "", ctx
         return ctx
     assert proc.returncode == SIGNALS[name], ctx
@@ -153,9 +156,10 @@ def test_convert_stopped_by_signal_leaves_nothing(inputs, tmp_path, name, mode):
     out = tmp_path / "out"
     before = _hash(inputs["series"])
     proc = _start(["convert", inputs["series"], "-o", out, "-f", "nii", "--name", "CT"])
-    ctx = _check_clean_exit(proc, name, _signal_at(proc, out, rng, getattr(signal, name), mode))
-    assert _temporaries(out) == [] and _temporaries(tmp_path) == [], ctx
     nii = out / "CT.nii"
+    ctx = _check_clean_exit(proc, name, _signal_at(proc, out, rng, getattr(signal, name), mode),
+                            finished=nii.exists)
+    assert _temporaries(out) == [] and _temporaries(tmp_path) == [], ctx
     if nii.exists():  # renamed into place only when complete
         assert nii.stat().st_size == 352 + N_SLICES * ROWS * COLS * 2, ctx
     assert _hash(inputs["series"]) == before, ctx
@@ -167,7 +171,8 @@ def test_export_stopped_by_signal_leaves_nothing(inputs, tmp_path, name, mode):
     out = tmp_path / "dcm"
     before = _hash(inputs["volume"])
     proc = _start(["export", inputs["volume"], "-o", out, "--standalone"])
-    ctx = _check_clean_exit(proc, name, _signal_at(proc, tmp_path, rng, getattr(signal, name), mode))
+    ctx = _check_clean_exit(proc, name, _signal_at(proc, tmp_path, rng, getattr(signal, name), mode),
+                            finished=out.exists)
     assert sorted(os.listdir(tmp_path)) in ([], ["dcm"]), ctx
     if out.exists():  # renamed into place only when complete
         assert len(os.listdir(out)) == N_EXPORT, ctx
