@@ -87,7 +87,7 @@ def provenance_4d(vols: list, array, root: str, filename: str, fmt: str, note: s
 def slice_records(vol, vp, base: str):
     """(slices, source_slices, resample): which source image(s) each output slice came from."""
     src = tuple(SourceSlice(
-        sop_instance_uid=h.sop_instance_uid, file=os.path.relpath(h.path, base),
+        sop_instance_uid=h.sop_instance_uid, file=_relative(h.path, base),
         instance_number=h.instance_number, image_position_patient=_tuple(h.ipp),
         frame=h.frame + 1 if h.number_of_frames > 1 else None,
         tile=h.frame + 1 if h.tile is not None else None) for h in vp.slices)
@@ -139,6 +139,17 @@ def _diffusion(first) -> Optional[DiffusionRecord]:
 def _base(root: str) -> str:
     """Folder that source file names in a sidecar are relative to."""
     return os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
+
+
+def _relative(path: str, base: str) -> str:
+    """``os.path.relpath(path, base)`` for ``base`` from :func:`_base` (absolute, normalised);
+    a path already absolute and normalised under ``base`` is cut, without relpath's two
+    abspath calls (0.2 s of converting a 13,000-file archive)."""
+    prefix = base.rstrip(os.sep) + os.sep
+    if path.startswith(prefix) and "/." not in path and "//" not in path \
+            and not path.endswith(os.sep):
+        return path[len(prefix):]
+    return os.path.relpath(path, base)
 
 
 def _rows(m) -> tuple:
