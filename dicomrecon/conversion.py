@@ -192,6 +192,8 @@ class Output:
     shape_xyz: tuple
     damaged: list = field(default_factory=list)  # [(path, reason)] lost from this volume
     notes: list = field(default_factory=list)    # what a reader of the file must know (console)
+    sha256: Optional[str] = None          # of the volume file, with convert(checksums=True)
+    sidecar_sha256: Optional[str] = None  # of the sidecar, likewise
 
 
 @dataclass
@@ -258,7 +260,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
             progress: Optional[Callable] = None,
             on_output: Optional[Callable] = None,
             bids: bool = False, source: Optional[dict] = None,
-            on_decoded: Optional[Callable] = None) -> ConversionResult:
+            on_decoded: Optional[Callable] = None, checksums: bool = False) -> ConversionResult:
     """Convert every reconstructable group under ``inputs`` into ``outdir``.
 
     ``progress(stage, label, done, total)`` is called as work advances; ``on_output(output,
@@ -273,7 +275,9 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
     ``result.exit_code`` is the CLI's exit code.  With ``bids``, each sidecar has BIDS keys at
     the top level and dicomrecon's own record under ``"dicomrecon"`` (dicomrecon.bids.sidecar).
     ``source`` (e.g. a PACS URL and UIDs, never credentials) replaces the local folder as
-    ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.
+    ``source.input`` in the sidecars and report, kept whole in ``source.pacs``.  With
+    ``checksums``, each output's ``sha256`` and ``sidecar_sha256`` are hashed from the bytes
+    as they are written (the volume's stays None for nii.gz).
     """
     ext = extension(fmt)
     outdir = check_output_dir(outdir, inputs)
@@ -289,7 +293,7 @@ def convert(inputs: str, outdir: str, *, fmt: str = "nii.gz", series_uid: Option
         jobs = [_plan_series(series, policy, fmt, result) for series in scan_result.series]
         names = UniqueNames()
         ctx = _Context(outdir, ext, fmt, policy, scan_result.root, progress, bids, on_output,
-                       source, on_decoded)
+                       source, on_decoded, checksums)
         for job in jobs:
             for vps in job.sets:
                 stem = names.take(output_stem(job.series, vps[0].group, name,
@@ -386,6 +390,7 @@ class _Context:
     on_output: Optional[Callable]
     source: Optional[dict] = None     # a remote source (URL, UIDs) recorded instead of root
     on_decoded: Optional[Callable] = None
+    checksums: bool = False           # hash each file as it is written (Output.sha256)
 
     def finish(self, output: "Output", array) -> "Output":
         if self.on_output:
@@ -419,9 +424,10 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
     path = os.path.join(ctx.outdir, stem + ctx.ext)
     label = "+".join(vp.label for vp in vps)
     tr = time_axis_tr(vps)
-    write_volume(path, array, vol.affine, ctx.fmt,
-                 description=f"dicomrecon {__version__} {label}",
-                 progress=_stage(ctx.progress, "write", label), tr=tr)
+    digest = write_volume(path, array, vol.affine, ctx.fmt,
+                          description=f"dicomrecon {__version__} {label}",
+                          progress=_stage(ctx.progress, "write", label), tr=tr,
+                          digest=ctx.checksums)
     prov = replace(vol.provenance, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    volume=replace(vol.provenance.volume, file=os.path.basename(path),
                                   format=ctx.fmt))
@@ -429,24 +435,29 @@ def _write_4d(vps, stem, ctx: _Context) -> Output:
     prov = _diffusion_4d(prov, os.path.join(ctx.outdir, stem), vps, vol.affine, tr)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = prov.to_json()
-    write_json(sidecar_path, _with_bids(side, vps, vol.affine) if ctx.bids else side)
+    if ctx.bids:
+        side = _with_bids(side, vps, vol.affine)
+    side_digest = write_json(sidecar_path, side, digest=ctx.checksums)
     return ctx.finish(Output(label, path, sidecar_path, tuple(array.shape[::-1]),
-                             [d for vp in vps for d in vp.group.damaged]), array)
+                             [d for vp in vps for d in vp.group.damaged],
+                             sha256=digest, sidecar_sha256=side_digest), array)
 
 
 def _write_one(vp, stem, ctx: _Context) -> Output:
     vol = load_plan(vp, policy=ctx.policy, progress=ctx.progress, on_decoded=ctx.on_decoded)
     path = os.path.join(ctx.outdir, stem + ctx.ext)
-    write_volume(path, vol.array, vol.affine, ctx.fmt, rgb=vol.is_rgb,
-                 description=f"dicomrecon {__version__} {vp.label}",
-                 progress=_stage(ctx.progress, "write", vp.label))
+    digest = write_volume(path, vol.array, vol.affine, ctx.fmt, rgb=vol.is_rgb,
+                          description=f"dicomrecon {__version__} {vp.label}",
+                          progress=_stage(ctx.progress, "write", vp.label), digest=ctx.checksums)
     sidecar_path = os.path.join(ctx.outdir, stem + ".json")
     side = _with_source(provenance_for_file(vol, ctx.root, os.path.basename(path), ctx.fmt),
                         ctx.source).to_json()
-    write_json(sidecar_path, _with_bids(side, [vp], vol.affine) if ctx.bids else side)
+    if ctx.bids:
+        side = _with_bids(side, [vp], vol.affine)
+    side_digest = write_json(sidecar_path, side, digest=ctx.checksums)
     notes = [f.message for f in vp.findings if f.code == "SHEARED_GRID"]
     return ctx.finish(Output(vp.label, path, sidecar_path, tuple(vol.array.shape[:3][::-1]),
-                             list(vp.group.damaged), notes), vol.array)
+                             list(vp.group.damaged), notes, digest, side_digest), vol.array)
 
 
 def _diffusion_4d(prov: Provenance, stem: str, vps: list, affine, tr) -> Provenance:

@@ -12,6 +12,7 @@ store.  ``affine`` maps (x, y, z) index to LPS mm.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -194,26 +195,31 @@ def _open_out(tmp: str, gz: bool):
     return open(tmp, "r+b")
 
 
-def _write_array(fp, array: np.ndarray, progress=None) -> None:
+def _write_array(fp, array: np.ndarray, progress=None, hasher=None) -> None:
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype.byteorder == ">":
         flat = flat.astype(flat.dtype.newbyteorder("<"))
     step = max(1, CHUNK // max(1, flat.itemsize))
     for i in range(0, flat.size, step):
-        fp.write(memoryview(flat[i:i + step]).cast("B"))
+        chunk = memoryview(flat[i:i + step]).cast("B")
+        if hasher is not None:
+            hasher.update(chunk)
+        fp.write(chunk)
         if progress:
             progress(min(flat.size, i + step) * flat.itemsize, flat.size * flat.itemsize)
 
 
 def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str, *,
                  description: str = "dicomrecon", rgb: bool = False, progress=None,
-                 tr: Optional[float] = None) -> None:
+                 tr: Optional[float] = None, digest: bool = False) -> Optional[str]:
     """Write one volume atomically in ``fmt`` (one of :data:`FORMATS`).
 
     ``array`` is (nz, ny, nx); (nt, nz, ny, nx) for a 4D series (NIfTI only); or, with
     ``rgb``, (nz, ny, nx, 3) uint8 colour.  ``progress(bytes done, bytes total)`` is called as
     the data is written.  ``tr`` (seconds): the 4th axis is time, sampled every ``tr``
-    (NIfTI pixdim[4], xyzt_units mm + s).
+    (NIfTI pixdim[4], xyzt_units mm + s).  With ``digest``, returns the sha256 of the file,
+    hashed from the bytes as they are written (uncompressed formats; None for nii.gz, whose
+    bytes come out of the compressor).
     """
     spatial = array.shape[:3] if rgb else array.shape[-3:]
     if rgb and (array.ndim != 4 or array.shape[3] != 3 or array.dtype != np.uint8):
@@ -227,37 +233,95 @@ def write_volume(path: str, array: np.ndarray, affine_lps: np.ndarray, fmt: str,
     if nt and fmt not in ("nii", "nii.gz"):
         raise OutputError(f"{path}: 4D volumes are written as NIfTI (nii, nii.gz) only: ITK "
                           "cannot read a spatial NRRD or MHA with a time axis")
+    if fmt in ("nii", "nii.gz"):
+        header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb, tr=tr)
+    elif fmt == "nrrd":
+        header = nrrd_header(spatial, array.dtype, affine_lps, rgb=rgb)
+    elif fmt == "mha":
+        _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
+        header = mha_header(spatial, array.dtype, affine_lps, rgb=rgb)
+    else:
+        extension(fmt)  # raises: not a format
+    hasher = hashlib.sha256(header) if digest and fmt != "nii.gz" else None
     try:
         with atomic_path(path) as tmp:
-            if fmt in ("nii", "nii.gz"):
-                header = nifti_header(spatial, array.dtype, affine_lps, description, nt=nt, rgb=rgb,
-                                      tr=tr)
-                with _open_out(tmp, fmt == "nii.gz") as fp:
-                    fp.write(header)
-                    _write_array(fp, array, progress)
-            elif fmt == "nrrd":
-                with _open_out(tmp, False) as fp:
-                    fp.write(nrrd_header(spatial, array.dtype, affine_lps, rgb=rgb))
-                    _write_array(fp, array, progress)
-            elif fmt == "mha":
-                _check_orthogonal(affine_lps, "MetaImage (.mha)", path)
-                with _open_out(tmp, False) as fp:
-                    fp.write(mha_header(spatial, array.dtype, affine_lps, rgb=rgb))
-                    _write_array(fp, array, progress)
+            with _open_out(tmp, fmt == "nii.gz") as fp:
+                fp.write(header)
+                _write_array(fp, array, progress, hasher)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+    return hasher.hexdigest() if hasher is not None else None
+
+
+def write_json(path: str, obj, *, digest: bool = False) -> Optional[str]:
+    """Write ``obj`` as :func:`json_text` atomically; with ``digest``, return the sha256 of the
+    bytes written."""
+    data = json_text(obj).encode("utf-8")
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fp:
+                fp.write(data)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+    return hashlib.sha256(data).hexdigest() if digest else None
+
+
+def json_text(obj) -> str:
+    """``obj`` as indented JSON, with each list of scalars, and each element of a list that
+    holds no container deeper than a list of scalars, on one line: an affine row, a slice
+    record.  Those lines come from json's C encoder; ``json.dump(indent=2)`` encodes everything
+    in Python instead (measured: 0.7 of 4.2 CPU seconds of converting a 100-series archive, whose
+    sidecars list 13,373 slice records)."""
+    out: list = []
+    _emit(obj, 0, out)
+    out.append("\n")
+    return "".join(out)
+
+
+_ONE_LINE = json.JSONEncoder(default=lambda o: _json_default(o), separators=(", ", ": "))
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _emit(o, depth: int, out: list) -> None:
+    pad = "  " * (depth + 1)
+    if isinstance(o, dict) and o:
+        items = [f"{pad}{_ONE_LINE.encode(_key(k))}: " for k in o]
+        out.append("{\n")
+        for i, (head, v) in enumerate(zip(items, o.values())):
+            out.append(head)
+            _emit(v, depth + 1, out)
+            out.append(",\n" if i < len(items) - 1 else "\n")
+        out.append("  " * depth + "}")
+    elif isinstance(o, (list, tuple)) and o and not all(isinstance(v, _SCALARS) for v in o):
+        out.append("[\n")
+        for i, v in enumerate(o):
+            out.append(pad)
+            if _flat(v):
+                out.append(_ONE_LINE.encode(v))
             else:
-                extension(fmt)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+                _emit(v, depth + 1, out)
+            out.append(",\n" if i < len(o) - 1 else "\n")
+        out.append("  " * depth + "]")
+    else:
+        out.append(_ONE_LINE.encode(o))
 
 
-def write_json(path: str, obj) -> None:
-    try:
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as fp:
-                json.dump(obj, fp, indent=2, default=_json_default)
-                fp.write("\n")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+def _flat(v) -> bool:
+    """A list element written on one line: a scalar, a list of scalars, or a dict whose values
+    are those."""
+    def leaf(x):
+        return isinstance(x, _SCALARS) or (isinstance(x, (list, tuple))
+                                           and all(isinstance(y, _SCALARS) for y in x))
+    if isinstance(v, dict):
+        return all(leaf(x) for x in v.values())
+    return leaf(v)
+
+
+def _key(k) -> str:
+    """A dict key as json writes it (json turns True into "true", 1.5 into "1.5")."""
+    if isinstance(k, str):
+        return k
+    return json.dumps(k) if isinstance(k, (bool, type(None), float)) else str(k)
 
 
 def _json_default(o):

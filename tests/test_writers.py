@@ -9,7 +9,8 @@ import SimpleITK as sitk
 
 from dicomrecon.affines import LPS_TO_RAS
 from dicomrecon.errors import OutputError
-from dicomrecon.writers import FORMATS, quaternion_from_rotation, write_json, write_volume
+from dicomrecon.writers import (FORMATS, json_text, quaternion_from_rotation, write_json,
+                                write_volume)
 
 
 def oblique_affine():
@@ -96,7 +97,7 @@ def test_sheared_grid_is_refused_by_mha(tmp_path):
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     import dicomrecon.writers as w
 
-    def boom(fp, array, progress=None):
+    def boom(fp, array, progress=None, hasher=None):
         fp.write(b"partial")
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(w, "_write_array", boom)
@@ -117,3 +118,47 @@ def test_write_progress_reaches_the_total(tmp_path):
                  progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1] == (arr.nbytes, arr.nbytes)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_digest_is_the_sha256_of_the_file_written(tmp_path, fmt):
+    """The digest comes from the bytes as they are written, never by reading the file back:
+    it must equal the sha256 of the whole file (header and every chunk), or be None where the
+    compressor makes the bytes."""
+    import hashlib
+    import dicomrecon.writers as w
+    arr = np.arange(3 * 50 * 70, dtype=np.int16).reshape(3, 50, 70)
+    path = tmp_path / f"d.{fmt}"
+    w_chunk = w.CHUNK
+    try:
+        w.CHUNK = 4096  # several write calls
+        digest = write_volume(str(path), arr, np.diag([0.5, 0.5, 2.0, 1.0]), fmt, digest=True)
+    finally:
+        w.CHUNK = w_chunk
+    if fmt == "nii.gz":
+        assert digest is None
+    else:
+        assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert write_volume(str(tmp_path / f"e.{fmt}"), arr, np.eye(4), fmt) is None
+
+
+def test_json_digest_and_layout(tmp_path):
+    """json_text is JSON that reads back as json.dumps's would; flat records and lists of
+    numbers take one line each; write_json's digest is the file's sha256."""
+    import hashlib
+    obj = {"volume": {"shape": [2, 3, 4], "affine": [[1.0, 0.0], [0.0, 1.0]], "empty": {},
+                      "none": [], "np": np.arange(2), "f": np.float64(0.25)},
+           "slices": [{"file": "a\u00e9.dcm", "ipp": [0.0, 1.5, -2.0], "frame": None},
+                      {"file": "b.dcm", "ipp": [0.0, 1.5, -1.0], "frame": 2}],
+           "nested": [{"deep": {"x": 1}}, [1, [2]]], "flag": True, 7: "int key"}
+    plain = json.loads(json.dumps(obj, default=lambda o: o.tolist()))
+    text = json_text(obj)
+    assert json.loads(text) == plain
+    lines = text.splitlines()
+    assert '    "shape": [2, 3, 4],' in lines
+    assert '    {"file": "b.dcm", "ipp": [0.0, 1.5, -1.0], "frame": 2}' in lines
+    assert '      [1.0, 0.0],' in lines
+    digest = write_json(str(tmp_path / "s.json"), obj, digest=True)
+    assert digest == hashlib.sha256((tmp_path / "s.json").read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "s.json").read_text()) == plain
+    assert write_json(str(tmp_path / "t.json"), obj) is None

@@ -115,7 +115,7 @@ def run_series(task: SeriesTask) -> TaskResult:
             n_files = len({h.path for g in task.series.groups for h in g.slices})
             res = convert(task.root, staging, fmt=task.fmt, name=task.name, policy=task.policy,
                           scan_result=ScanResult(task.root, [task.series], [], n_files),
-                          source=task.source)
+                          source=task.source, checksums=True)
             result = _collect(task, res, staging)
         except Exception as exc:  # one bad series never stops the batch: record why
             shutil.rmtree(staging, ignore_errors=True)
@@ -170,10 +170,11 @@ def _collect(task: SeriesTask, res, staging: str) -> TaskResult:
     os.unlink(os.path.join(staging, REPORT_NAME))  # the manifest and summary replace it
     files, codes = [], set()
     for o in res.outputs:
-        for path in (o.path, o.sidecar):
+        for path, digest in ((o.path, o.sha256), (o.sidecar, o.sidecar_sha256)):
             rel = f"{task.folder}/{os.path.basename(path)}" if task.folder else \
                 os.path.basename(path)
-            files.append(StagedFile(rel, path, sha256_file(path), os.path.getsize(path)))
+            files.append(StagedFile(rel, path, digest or sha256_file(path),
+                                    os.path.getsize(path)))
         with open(o.sidecar, encoding="utf-8") as fp:
             codes.update(f["code"] for f in json.load(fp).get("findings", []))
     reasons = []
