@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -340,3 +341,40 @@ def test_task_timeout_on_dask_kills_the_overrunning_series_only(dask_cluster, sy
                             "--scheduler", dask_cluster, "--task-timeout", "60"])
     assert r.exit_code == 0, r.output  # the workers convert again; nothing to redo
     assert {x["status"] for u, x in manifest(out).items() if u != uid_slow} == {"written"}
+
+
+HEAP_CHILD = r"""
+import sys
+from types import SimpleNamespace as NS
+from dicomrecon.batch.heap import Heap
+heap = Heap()
+if heap.libc is None:
+    print("no-glibc"); sys.exit(0)
+free = lambda: heap.libc.mallinfo2().fordblks
+block = bytearray(64 << 20)          # from the heap now: M_MMAP_MAX is 0
+del block
+series = NS(files=[NS(rel="a/v.nii", bytes=100 << 20), NS(rel="a/v.json", bytes=900 << 20)])
+heap.after(series)                   # keeps up to 150 MiB free: the 64 MiB stay
+kept = free()
+heap.after(object())                 # a header chunk: the bound is the worker's largest volume
+still = free()
+small = Heap()
+small.keep = 0
+block = bytearray(64 << 20)
+del block
+small.after(NS(files=[NS(rel="b.nii", bytes=1 << 20)]))   # beyond 1.5 MiB: handed back
+print(kept >> 20, still >> 20, free() >> 20)
+"""
+
+
+def test_worker_heap_keeps_one_series_and_hands_back_the_rest():
+    """The local worker's heap policy (batch/heap.py), in a process of its own: freed memory
+    up to 1.5x the largest volume (not its sidecar) stays for the next series; beyond that it
+    goes back to the system."""
+    out = subprocess.run([sys.executable, "-c", HEAP_CHILD], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if out == ["no-glibc"]:
+        pytest.skip("not glibc: the policy does nothing")
+    kept, still, after_trim = map(int, out)
+    assert kept >= 64 and still >= 64
+    assert after_trim < 16

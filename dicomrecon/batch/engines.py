@@ -22,7 +22,6 @@ driver commits them with one fsync of the manifest.
 from __future__ import annotations
 
 import collections
-import ctypes
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterable, Optional
 
 from ..errors import DicomReconError, ExitCode
+from .heap import Heap
 from .layout import DEFAULT_RETRIES, fork_server_context
 from .task import SeriesTask, TaskResult, attempts, failed, run_series, run_series_bounded
 
@@ -44,6 +44,7 @@ def _worker_main(conn, imports: tuple = ()) -> None:
     import importlib
     import warnings
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    heap = Heap()
     for name in imports:
         try:
             importlib.import_module(name)
@@ -57,20 +58,10 @@ def _worker_main(conn, imports: tuple = ()) -> None:
             fn, arg = job
             res = fn(arg)
             conn.send(res)
+            heap.after(res)
             del res, job, arg
-            _trim()
         except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the driver is gone
             return
-
-
-def _trim() -> None:
-    """Hand the memory freed by the last job back to the system (glibc keeps freed heap
-    pages, of header chunks and of a series' arrays, resident otherwise): the next series
-    then starts from the worker's baseline, and its peak RSS is that series' own."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 class _Worker:
