@@ -24,6 +24,10 @@ What it does, in one run:
    * ``dicomrecon batch -f nii --scheduler tcp://127.0.0.1:PORT`` on a ``dask scheduler`` with
      two ``dask worker --nthreads 1`` processes started here (their start-up is not timed)
    * ``dcm2niix -z n`` over every series folder, two processes at a time (as GNU parallel -j2)
+   * a floor (:data:`FLOOR_CHILD`): two processes doing only the work the issue and the design
+     mandate, with no logic: GDCM's scanner over every file, then every file read, written
+     and hashed (sha256) into one output per series.  dicomrecon cannot beat it; how far it
+     lies below dcm2niix says how much of the gap the mandated work explains
 
    Throughput is input bytes / wall time.  Peak RSS per worker is the largest
    ``worker_peak_rss`` the batch manifest records (each worker's ``ru_maxrss``), against the
@@ -68,9 +72,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from benchmark import (dcm2niix_binary, find_executable, fmt, folder_bytes,  # noqa: E402
                        gnu_time, ratio, run_child, source_state, warm_cache)
 
-KEYS = ("w1", "w2", "dask2", "dcm2niix2", "w1_base", "w2_base")
+KEYS = ("w1", "w2", "dask2", "dcm2niix2", "floor2", "w1_base", "w2_base")
 LABELS = {"w1": "dicomrecon batch --workers 1", "w2": "dicomrecon batch --workers 2",
           "dask2": "dicomrecon batch --scheduler (2 w)", "dcm2niix2": "dcm2niix -z n, 2 processes",
+          "floor2": "floor: mandated work, 2 processes",
           "w1_base": "baseline --workers 1", "w2_base": "baseline --workers 2"}
 TARGETS = [
     ("speedup_2w_vs_1w", ">=", 1.7, "batch --workers 2 throughput / --workers 1"),
@@ -141,6 +146,41 @@ def generate_archive(root: str, n_series: int, large: bool, seed: int) -> None:
 
 
 # ============================================================================ runs
+#: The floor: only the work the issue and the design mandate, by two processes, with no logic:
+#: GDCM's scanner over every file (the tags dicomrecon reads, 400 files a call), then per series
+#: folder every file read whole and written, and hashed (sha256), into one output file.
+FLOOR_CHILD = """\
+import hashlib, json, os, sys
+from multiprocessing import get_context
+root, out, tags = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+def scan(files):
+    import gdcm
+    s = gdcm.Scanner()
+    for t in tags:
+        s.AddTag(gdcm.Tag(t >> 16, t & 0xFFFF))
+    s.Scan(files)
+    return sum(1 for f in files if s.IsKey(f))
+def write(job):
+    k, folder = job
+    h = hashlib.sha256()
+    with open(os.path.join(out, f"{k:04d}.nii"), "wb") as fp:
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), "rb") as src:
+                data = src.read()
+            h.update(data)
+            fp.write(data)
+    return h.hexdigest()
+if __name__ == "__main__":
+    folders = sorted(d for d, sub, fs in os.walk(root) if fs and not sub)
+    files = [os.path.join(d, f) for d in folders for f in sorted(os.listdir(d))]
+    os.makedirs(out)
+    with get_context("fork").Pool(2) as pool:
+        n = sum(pool.map(scan, [files[i:i + 400] for i in range(0, len(files), 400)]))
+        pool.map(write, list(enumerate(folders)), chunksize=1)
+    print(n)
+"""
+
+
 def leaf_folders(root: str) -> list:
     return sorted(d for d, sub, files in os.walk(root) if files and not sub)
 
@@ -277,11 +317,14 @@ def one_round(work: str, archive: str, cluster, timer, baseline: str = None,
     if baseline:
         runs += [("w1_base", ["--workers", "1"], baseline),
                  ("w2_base", ["--workers", "2"], baseline)]
-    runs.append(("dcm2niix2", None, None))
+    runs += [("dcm2niix2", None, None), ("floor2", None, None)]
     for key, tail, src in reversed(runs) if reverse else runs:
         warm_cache(archive)
         if tail is not None:
             out[key] = batch_run([archive, *tail], work, key, timer, src)
+            continue
+        if key == "floor2":
+            out[key] = floor_run(archive, work, timer)
             continue
         d2n = os.path.join(work, "dcm2niix")
         os.sync()
@@ -291,6 +334,20 @@ def one_round(work: str, archive: str, cluster, timer, baseline: str = None,
                     "failed_folders": failures, "load_before": load}
         shutil.rmtree(d2n)
     return out
+
+
+def floor_run(archive: str, work: str, timer) -> dict:
+    """One run of :data:`FLOOR_CHILD` (wall and CPU seconds of it and its two processes)."""
+    from benchmark import scan_tags_json
+    dest = os.path.join(work, "floor")
+    os.sync()
+    load = os.getloadavg()[0]
+    wall, cpu, rss, code = run_child_cpu([sys.executable, "-c", FLOOR_CHILD, archive, dest,
+                                          scan_tags_json()], os.path.join(work, "floor.log"),
+                                         timer)
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": cpu, "exit": code, "load_before": load,
+            "peak_rss_one_process": rss}
 
 
 def run_all(args, work: str, archive: str) -> dict:
@@ -381,14 +438,16 @@ def discovery(work: str, n_files: int) -> dict:
 
 # ============================================================================ report
 def ratios(res: dict) -> dict:
-    w1, w2, dk, dn = res["w1"], res["w2"], res["dask2"], res["dcm2niix2"]
+    w1, w2, dk, dn, fl = res["w1"], res["w2"], res["dask2"], res["dcm2niix2"], res["floor2"]
     vol = w2["largest_volume_bytes"]
     out = {"speedup_2w_vs_1w": ratio(w2["mb_per_s"], w1["mb_per_s"]),
            "local_vs_dcm2niix": ratio(w2["mb_per_s"], dn["mb_per_s"]),
            "dask_vs_local": ratio(dk["mb_per_s"], w2["mb_per_s"]),
            "rss_vs_volume": ratio(w2["worker_peak_rss"], vol),
            "cpu_w2_vs_dcm2niix": ratio(w2.get("cpu_s"), dn.get("cpu_s")),
-           "cpu_w2_vs_w1": ratio(w2.get("cpu_s"), w1.get("cpu_s"))}
+           "cpu_w2_vs_w1": ratio(w2.get("cpu_s"), w1.get("cpu_s")),
+           "floor_vs_dcm2niix": ratio(fl["mb_per_s"], dn["mb_per_s"]),
+           "local_vs_floor": ratio(w2["mb_per_s"], fl["mb_per_s"])}
     for k in ("w1", "w2"):
         if k + "_base" in res:
             out[f"speedup_{k[1]}w_vs_{k[1]}w_base"] = ratio(res[k]["mb_per_s"],
@@ -445,6 +504,8 @@ def report(res: dict, disc: dict, rat: dict) -> None:
         print(f"{what:<58} {fmt(v):>7} {op + ' ' + str(thr):>8}  {ok}")
     for key, what in (("cpu_w2_vs_dcm2niix", "CPU seconds: batch --workers 2 / dcm2niix"),
                       ("cpu_w2_vs_w1", "CPU seconds: batch --workers 2 / --workers 1"),
+                      ("floor_vs_dcm2niix", "throughput: floor (mandated work) / dcm2niix"),
+                      ("local_vs_floor", "throughput: batch --workers 2 / floor"),
                       ("speedup_2w_vs_2w_base", "throughput --workers 2 / baseline's"),
                       ("speedup_1w_vs_1w_base", "throughput --workers 1 / baseline's")):
         if rat.get(key) is not None:
@@ -498,6 +559,7 @@ def main(argv=None) -> int:
                 json.dump(doc, fp, indent=2)
         print(json.dumps(doc))
         bad = [k for k in ("w1", "w2", "dask2") if res[k]["exit"] not in (0, 4)]
+        bad += ["floor2"] if res["floor2"]["exit"] != 0 else []
         return 1 if bad or res["dcm2niix2"]["failed_folders"] else 0
     finally:
         if not args.keep:
