@@ -22,7 +22,8 @@ What it does, in one run:
 
    * ``dicomrecon batch -f nii --workers 1`` and ``--workers 2``
    * ``dicomrecon batch -f nii --scheduler tcp://127.0.0.1:PORT`` on a ``dask scheduler`` with
-     two ``dask worker --nthreads 1`` processes started here (their start-up is not timed)
+     two ``dask worker --nthreads 1`` processes started here (their start-up is not timed),
+     without Dask's worker profiler, as the README recommends for conversion workers
    * ``dcm2niix -z n`` over every series folder, two processes at a time (as GNU parallel -j2)
    * a floor (:data:`FLOOR_CHILD`): two processes doing only the work the issue and the design
      mandate, with no logic: GDCM's scanner over every file, then every file read, written
@@ -242,10 +243,11 @@ class DaskCluster:
         self.procs.append(subprocess.Popen(
             [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--dashboard-address",
              f"127.0.0.1:{free_port()}"], stdout=log, stderr=log, start_new_session=True))
+        env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # README
         for _ in range(workers):
             self.procs.append(subprocess.Popen(
                 [dask, "worker", self.address, "--nthreads", "1", "--nworkers", "1",
-                 "--no-dashboard"], stdout=log, stderr=log, start_new_session=True))
+                 "--no-dashboard"], stdout=log, stderr=log, start_new_session=True, env=env))
         from distributed import Client
         with Client(self.address, timeout="60s") as c:
             c.wait_for_workers(workers, timeout=120)
