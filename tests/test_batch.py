@@ -378,3 +378,52 @@ def test_worker_heap_keeps_one_series_and_hands_back_the_rest():
     kept, still, after_trim = map(int, out)
     assert kept >= 64 and still >= 64
     assert after_trim < 16
+
+
+def _file_with_study_id(path, raw):
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    if raw is not None:
+        ds.add(DataElement(0x00200010, "SH", raw))
+    ds.save_as(str(path), enforce_file_format=True)
+    return str(path)
+
+
+def test_study_ids_through_gdcm_equal_pydicoms(corpus, tmp_path):
+    """The layout's StudyID: GDCM's scanner where the value is plain, pydicom otherwise; the
+    same text as pydicom's for every corpus file and for odd values (spaces, several values,
+    UTF-8, NUL padding, empty, absent, not DICOM)."""
+    from dicomrecon.batch.layout import read_study_id, read_study_ids
+    odd = [b"  AB 12 ", b"X", b"", b"A\\B", "é1".encode(), b"Z\x00", None]
+    paths = [_file_with_study_id(tmp_path / f"s{k}.dcm", raw) for k, raw in enumerate(odd)]
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    paths.append(str(tmp_path / "junk.dcm"))
+    paths += sorted(str(p) for p in corpus.rglob("*") if p.is_file())
+    ids = read_study_ids(paths)
+    assert {p: ids[p] for p in paths} == {p: read_study_id(p) for p in paths}
+    assert ids[paths[0]] == "  AB 12" and ids[paths[3]] == "['A', 'B']" and ids[paths[4]] == "é1"
+
+
+READER_CHILD = r"""
+import sys
+from dicomrecon.batch.index import read_chunk
+chunk = read_chunk(sys.argv[1:])
+print(len(chunk.headers), [s for _, s in chunk.study_ids.values()][0], "pydicom" in sys.modules)
+"""
+
+
+def test_reading_a_ct_chunk_does_not_import_pydicom(tmp_path):
+    """A reader of plain CT files (GDCM's scanner reads them whole) never imports pydicom, which
+    costs each reader 0.2 s at start-up."""
+    files = write_series(SeriesSpec(rows=8, columns=8, n_slices=5, extra_tags={"StudyID": "S77"}),
+                         tmp_path)
+    out = subprocess.run([sys.executable, "-c", READER_CHILD, *map(str, files)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["5", "S77", "False"]

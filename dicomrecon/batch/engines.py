@@ -94,11 +94,12 @@ class _Worker:
         self.conn.close()
 
 
-#: What reading header chunks imports (measured: 0.5 s a worker, +27 MB resident): imported
-#: by the workers that read headers as they start, while the driver still lists the files, and
-#: not by the fork server, so that the workers that convert (forked after discovery) do not
-#: carry it.
-READER_MODULES = ["dicomrecon.batch.index", "gdcm", "pydicom"]
+#: What reading header chunks imports (measured: 0.1 s a worker): imported by the workers that
+#: read headers as they start, while the driver still lists the files, and not by the fork
+#: server, so that the workers that convert (forked after discovery) do not carry it.  pydicom
+#: (0.2 s more) is imported only by a reader that meets a file that needs it: enhanced
+#: multi-frame, MOSAIC, exact binary floats, a StudyID that is not plain ASCII.
+READER_MODULES = ["dicomrecon.batch.index", "gdcm"]
 
 
 class LocalEngine:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..discovery import Series, group_headers, read_files
-from .layout import read_study_id
+from .layout import read_study_ids
 
 #: Files per chunk: big enough that pickling and task overhead stay small next to reading.
 CHUNK_FILES = 400
@@ -72,7 +72,8 @@ def _study_ids(headers: list) -> dict:
     for h in headers:
         if h.series_instance_uid not in first or h.path < first[h.series_instance_uid]:
             first[h.series_instance_uid] = h.path
-    return {uid: (path, read_study_id(path)) for uid, path in first.items()}
+    ids = read_study_ids(sorted(set(first.values())))
+    return {uid: (path, ids[path]) for uid, path in first.items()}
 
 
 @dataclass

@@ -114,6 +114,21 @@ def read_uids(paths: list) -> dict:
     return out
 
 
+def read_plain_texts(paths: list, keyword: str, tag: int) -> dict:
+    """``{path: text}`` of one text tag, in one GDCM pass, for the files whose value reads the
+    same as pydicom's without decoding: ASCII, one value (no backslash), no NUL; trailing
+    spaces removed as pydicom removes them, '' when the tag is absent.  Files GDCM cannot
+    read, or whose value is anything else, are left out (the caller asks pydicom)."""
+    out = {}
+    for p, vals in scan_values(paths, {keyword: (tag, "SH", keyword)}).items():
+        text = vals.get(keyword)
+        if text is None:
+            out[p] = ""
+        elif text.isascii() and "\\" not in text and "\x00" not in text:
+            out[p] = text.rstrip(" ")
+    return out
+
+
 @functools.lru_cache(maxsize=65536)
 def convert(text: Optional[str], vr: str, utf8: bool):
     """A scanned value as Python: text stripped and split on backslashes (a tuple when
