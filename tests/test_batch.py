@@ -348,7 +348,7 @@ import sys
 from types import SimpleNamespace as NS
 from dicomrecon.batch.heap import Heap
 heap = Heap()
-if heap.libc is None:
+if heap.mallinfo2 is None:
     print("no-glibc"); sys.exit(0)
 free = lambda: heap.libc.mallinfo2().fordblks
 block = bytearray(64 << 20)          # from the heap now: M_MMAP_MAX is 0

@@ -10,7 +10,8 @@ them.
 
 Bound: after each job the worker hands back what it holds free beyond 1.5x the largest volume
 it has written (``malloc_trim``), so a heap that fragmentation grew, or a run of header chunks,
-does not stay resident.  Not glibc: nothing changes (every job ends with a plain trim).
+does not stay resident.  Not glibc: nothing changes; glibc before 2.33 (no ``mallinfo2``):
+every job ends with a plain trim, as before.
 """
 
 from __future__ import annotations
@@ -34,27 +35,23 @@ class Heap:
         self.keep = 0            # bytes of free heap worth keeping: 1.5x the largest volume
         try:
             self.libc = ctypes.CDLL("libc.so.6")
-            self.libc.mallinfo2.restype = _MallInfo2
+        except OSError:  # not glibc: nothing to do
+            self.libc = None
+        self.trim = getattr(self.libc, "malloc_trim", None)
+        self.mallinfo2 = getattr(self.libc, "mallinfo2", None)  # glibc 2.33 and later
+        if self.trim is not None and self.mallinfo2 is not None:
+            self.mallinfo2.restype = _MallInfo2
             self.libc.mallopt(M_MMAP_MAX, 0)
             self.libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-        except (OSError, AttributeError):  # not glibc, or older than 2.33
-            self.libc = None
 
     def after(self, result) -> None:
         """Hand back free memory beyond what the next series may reuse (``result``: the job's
-        result; a series' volume sizes raise the amount kept)."""
+        result; a series' volume sizes raise the amount kept).  Without ``mallinfo2`` the
+        policy is off and every job ends with a plain trim."""
+        if self.trim is None:
+            return
         largest = max((f.bytes for f in getattr(result, "files", ()) or ()
                        if not f.rel.endswith(".json")), default=0)
         self.keep = max(self.keep, largest * 3 // 2)
-        if self.libc is None:
-            trim()
-        elif self.libc.mallinfo2().fordblks > self.keep:
-            self.libc.malloc_trim(0)
-
-
-def trim() -> None:
-    """Hand the memory freed by the last job back to the system."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+        if self.mallinfo2 is None or self.mallinfo2().fordblks > self.keep:
+            self.trim(0)
